@@ -1,0 +1,152 @@
+//! One-time codes and rate-limit counters (codes table).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use serde::{Deserialize, Serialize};
+
+use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
+use crate::domain::{OtpRecord, PhoneNumber, UnixTime};
+use crate::ports::{otp_refusal, AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
+
+const OTP_SK: &str = "OTP";
+
+fn otp_pk(e164: &str) -> String {
+    format!("PHONE#{e164}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct OtpItem {
+    pk: String,
+    sk: String,
+    ttl: UnixTime,
+    #[serde(flatten)]
+    record: OtpRecord,
+}
+
+#[async_trait]
+impl OtpStore for DynamoStore {
+    async fn load(&self, phone: &PhoneNumber) -> Result<Option<OtpRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.codes)
+            .set_key(Some(key(otp_pk(phone.e164()), OTP_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("codes", e))?;
+        out.item.map(|item| from_item::<OtpItem>("codes", item).map(|i| i.record)).transpose()
+    }
+
+    async fn replace(&self, record: &OtpRecord, expected_version: u64) -> Result<Written, PortError> {
+        let item =
+            OtpItem { pk: otp_pk(&record.phone), sk: OTP_SK.to_owned(), ttl: record.ttl(), record: record.clone() };
+        let mut put = self.client.put_item().table_name(&self.tables.codes).set_item(Some(to_item("codes", &item)?));
+        put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        match put.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(Written::Conflict)
+            }
+            Err(e) => Err(sdk_error("codes", e)),
+        }
+    }
+
+    async fn reserve_attempt(
+        &self,
+        phone: &PhoneNumber,
+        max_attempts: u32,
+        now: UnixTime,
+    ) -> Result<AttemptOutcome, PortError> {
+        // One conditional update both checks and counts: parallel guesses cannot get past the limit.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.codes)
+            .set_key(Some(key(otp_pk(phone.e164()), OTP_SK)))
+            .update_expression("SET attempts = attempts + :one")
+            .condition_expression(
+                "attribute_exists(codeHash) AND used = :false AND attempts < :max AND expiresAt > :now",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+            .expression_attribute_values(":max", n(max_attempts))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| PortError::internal("codes", "update returned no item"))?;
+                Ok(AttemptOutcome::Reserved(from_item::<OtpItem>("codes", item)?.record))
+            }
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    let old = failed.item.map(|i| from_item::<OtpItem>("codes", i)).transpose()?.map(|i| i.record);
+                    // The condition failed, so some refusal applies; NoCode covers a record without a code.
+                    Ok(otp_refusal(old.as_ref(), max_attempts, now).unwrap_or(AttemptOutcome::NoCode))
+                }
+                other => {
+                    Err(PortError::internal("codes", aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()))
+                }
+            },
+        }
+    }
+
+    async fn consume(&self, phone: &PhoneNumber, code_id: &str) -> Result<Written, PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.codes)
+            .set_key(Some(key(otp_pk(phone.e164()), OTP_SK)))
+            .update_expression("SET used = :true")
+            .condition_expression("codeId = :id AND used = :false")
+            .expression_attribute_values(":id", s(code_id))
+            .expression_attribute_values(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .expression_attribute_values(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(Written::Conflict)
+            }
+            Err(e) => Err(sdk_error("codes", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for DynamoStore {
+    async fn hit(&self, key_: &str, window_secs: i64, limit: u32, now: UnixTime) -> Result<RateDecision, PortError> {
+        let window = now - now.rem_euclid(window_secs);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.codes)
+            .set_key(Some(key(format!("RL#{key_}"), format!("W#{window}"))))
+            .update_expression("ADD hits :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":ttl", n(window + window_secs + 3600))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(RateDecision::Allowed),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(RateDecision::Limited { retry_after_secs: (window + window_secs - now).max(1) as u64 })
+            }
+            Err(e) => Err(sdk_error("rate limits", e)),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! DynamoDB adapters for every store port, and the table bootstrap for DynamoDB Local.
+//!
+//! Data model (keys are `pk`/`sk` strings in every table; docs/data-model.md has the full picture):
+//!
+//! | table    | pk                   | sk         | what                                                 |
+//! |----------|----------------------|------------|------------------------------------------------------|
+//! | users    | `USER#<id>`          | `PROFILE`  | phone, displayName, createdAt, sessionsRevokedAt     |
+//! | users    | `PHONE#<e164>`       | `PHONE`    | userId — makes "one user per number" a condition     |
+//! | credits  | `USER#<id>`          | `BALANCE`  | balance (never below zero)                           |
+//! | credits  | `USER#<id>`          | `LEDGER#<ulid>` | one entry per balance change, same transaction  |
+//! | codes    | `PHONE#<e164>`       | `OTP`      | the live code's HMAC, attempts, send history, ttl   |
+//! | codes    | `RL#<key>`           | `W#<start>`| fixed-window rate-limit counter, ttl                 |
+//! | sessions | `RT#<sha256>`        | `RT`       | refresh token: user, family, state, expiry, ttl      |
+//! | sessions | `FAM#<id>`           | `FAM`      | a revoked refresh-token family, ttl                  |
+
+mod accounts;
+mod codes;
+pub mod schema;
+mod sessions;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+
+use crate::config::Tables;
+use crate::ports::PortError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// One DynamoDB client and the table names; implements every store port.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    tables: Tables,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// Maps an SDK error to a port error: throttling, timeouts and network failures are `Unavailable` (503,
+/// retryable), everything else `Internal`. The message keeps the service's error code for the logs.
+pub(crate) fn sdk_error<E, R>(what: &'static str, err: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(e) => matches!(
+            e.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    };
+    let text = DisplayErrorContext(err).to_string();
+    if retryable {
+        PortError::unavailable(what, text)
+    } else {
+        PortError::internal(what, text)
+    }
+}
+
+pub(crate) fn from_item<T: serde::de::DeserializeOwned>(what: &'static str, item: Item) -> Result<T, PortError> {
+    serde_dynamo::from_item(item).map_err(|e| PortError::internal(what, e))
+}
+
+pub(crate) fn to_item<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Item, PortError> {
+    serde_dynamo::to_item(value).map_err(|e| PortError::internal(what, e))
+}
+
+/// The cancellation reason codes of a cancelled transaction, in request order.
+pub(crate) fn cancellation_codes(reasons: &[CancellationReason]) -> Vec<Option<&str>> {
+    reasons.iter().map(|r| r.code()).collect()
+}

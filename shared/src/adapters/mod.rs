@@ -1,0 +1,11 @@
+//! Adapters: the ports' implementations.
+//!
+//! - [`dynamodb`]: the deployed store for every table, plus the table bootstrap that reads template.yaml.
+//! - [`keys`]: signing keys from Secrets Manager (fetched once per container) or fixed keys for local use.
+//! - [`sms`]: Twilio's Messages API over reqwest, and the local outbox.
+//! - [`memory`]: the in-memory store used by the local API and the unit tests.
+
+pub mod dynamodb;
+pub mod keys;
+pub mod memory;
+pub mod sms;

@@ -1,0 +1,20 @@
+//! Parsed domain types. Each `parse` returns a typed error that the HTTP layer turns into a field detail.
+
+mod credits;
+mod ids;
+mod otp;
+pub mod phone;
+mod time;
+mod user;
+
+pub use credits::{LedgerEntry, LedgerKind};
+pub use ids::{new_id, UserId};
+pub use otp::{OtpCode, OtpRecord};
+pub use phone::{CountryAllowlist, PhoneError, PhoneNumber};
+pub use time::{rfc3339, UnixTime};
+pub use user::{DisplayName, UserAccount};
+
+/// Why a value could not be parsed: a message safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub &'static str);

@@ -1,0 +1,210 @@
+//! Narrow traits, one per capability. Services and handlers ask only for the ports they use; each has a
+//! DynamoDB (or AWS/HTTP) adapter and an in-memory adapter that pass the same contract tests.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::SecretSlice;
+
+use crate::domain::{LedgerEntry, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
+
+/// A failure of the storage or network underneath a port: logged with its cause, shown as a 500/503.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The backing service could not be reached or throttled us; worth retrying later.
+    #[error("{what} unavailable: {source}")]
+    Unavailable { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    /// Anything else: a bug, a misconfiguration, corrupt data.
+    #[error("{what}: {source}")]
+    Internal { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+}
+
+impl PortError {
+    pub fn internal(what: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal { what, source: source.into() }
+    }
+    pub fn unavailable(what: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable { what, source: source.into() }
+    }
+}
+
+/// The time, injectable so tests can move it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> UnixTime;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    }
+}
+
+/// The server's key material, fetched once per container (from Secrets Manager when deployed).
+#[derive(Clone)]
+pub struct AppKeys {
+    /// Access-token signing keys, newest first. Tokens are signed with the first and verified with any, which
+    /// is how the signing key rotates without signing everyone out.
+    pub access: Vec<SigningKey>,
+    /// Key of the HMAC that one-time codes are stored under.
+    pub otp: SecretSlice<u8>,
+}
+
+#[derive(Clone)]
+pub struct SigningKey {
+    /// Short public id of the key, carried in the token header.
+    pub kid: String,
+    pub secret: SecretSlice<u8>,
+}
+
+impl std::fmt::Debug for AppKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.access.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("AppKeys").field("access_kids", &kids).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    async fn keys(&self) -> Result<Arc<AppKeys>, PortError>;
+}
+
+/// Sends a text message. The body holds a code: adapters never log it.
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    async fn send(&self, to: &PhoneNumber, body: &str) -> Result<(), PortError>;
+}
+
+/// What happened to an attempt to use a one-time code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// One attempt was used up; the record as it is now (attempts already counted).
+    Reserved(OtpRecord),
+    NoCode,
+    Used,
+    Expired,
+    Exhausted,
+}
+
+/// Whether a conditional write took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    /// Someone else changed the item first (the condition failed).
+    Conflict,
+}
+
+/// One-time codes and their send history, one record per phone number.
+#[async_trait]
+pub trait OtpStore: Send + Sync {
+    async fn load(&self, phone: &PhoneNumber) -> Result<Option<OtpRecord>, PortError>;
+    /// Stores `record` if the stored version is still `expected_version` (0: no record yet).
+    async fn replace(&self, record: &OtpRecord, expected_version: u64) -> Result<Written, PortError>;
+    /// Atomically uses up one attempt of the live code, refusing when it is used, expired or out of attempts.
+    async fn reserve_attempt(
+        &self,
+        phone: &PhoneNumber,
+        max_attempts: u32,
+        now: UnixTime,
+    ) -> Result<AttemptOutcome, PortError>;
+    /// Marks code `code_id` used if it is still the live, unused code.
+    async fn consume(&self, phone: &PhoneNumber, code_id: &str) -> Result<Written, PortError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    Limited { retry_after_secs: u64 },
+}
+
+/// Fixed-window counters with an atomic, conditional increment.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    async fn hit(&self, key: &str, window_secs: i64, limit: u32, now: UnixTime) -> Result<RateDecision, PortError>;
+}
+
+/// A user about to be created at first sign-in.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub phone: PhoneNumber,
+    pub created_at: UnixTime,
+    pub starter_grant: Option<LedgerEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(UserAccount),
+    /// The number already belongs to this user (a concurrent first sign-in won).
+    PhoneTaken(UserId),
+}
+
+/// Users: profile, phone index and credit balance.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn find_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError>;
+    async fn get(&self, id: &UserId) -> Result<Option<UserAccount>, PortError>;
+    /// Creates the user, its phone index entry, its balance and the starter grant's ledger entry in one
+    /// transaction, only if the phone number has no user yet.
+    async fn create(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
+    /// Sets or clears the display name; `None` when the user does not exist.
+    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
+    /// Revokes every refresh-token family created at or before `at`.
+    async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshState {
+    Active,
+    Rotated,
+}
+
+/// A stored refresh token (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub family_id: String,
+    pub family_created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub state: RefreshState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    Rotated,
+    /// The presented token was already spent: reuse.
+    AlreadyRotated,
+    FamilyRevoked,
+}
+
+/// Refresh tokens, rotated on every use, grouped in families that are revoked together.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create(&self, record: &RefreshRecord) -> Result<(), PortError>;
+    async fn find(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError>;
+    /// Marks `old_hash` rotated and stores `new` in one transaction, unless the old token was already rotated
+    /// or its family revoked.
+    async fn rotate(&self, old_hash: &str, new: &RefreshRecord) -> Result<RotateOutcome, PortError>;
+    async fn revoke_family(&self, family_id: &str, user_id: &UserId, now: UnixTime) -> Result<(), PortError>;
+}
+
+/// Why `record` cannot take another attempt at `now`, or `None` if it can. Both OTP adapters use this, so
+/// their answers to a refused attempt agree.
+pub fn otp_refusal(record: Option<&OtpRecord>, max_attempts: u32, now: UnixTime) -> Option<AttemptOutcome> {
+    let Some(r) = record.filter(|r| r.code_hash.is_some()) else {
+        return Some(AttemptOutcome::NoCode);
+    };
+    if r.used {
+        Some(AttemptOutcome::Used)
+    } else if r.attempts >= max_attempts {
+        Some(AttemptOutcome::Exhausted)
+    } else if r.expires_at <= now {
+        Some(AttemptOutcome::Expired)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,341 @@
+//! Phone sign-in: one-time codes by SMS, then an access token and a rotating refresh token.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::config::AuthPolicy;
+use crate::crypto::{self, CryptoError};
+use crate::domain::{new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::ports::{
+    AccountStore, AppKeys, AttemptOutcome, Clock, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError,
+    RateDecision, RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
+};
+use crate::tokens::{AccessTokens, TokenError};
+
+const DAY: i64 = 24 * 3600;
+const HOUR: i64 = 3600;
+
+/// A code went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSent {
+    pub expires_in_secs: i64,
+    pub retry_after_secs: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendCodeError {
+    #[error("numbers from this country are not supported")]
+    CountryNotAllowed,
+    #[error("too many codes requested; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the SMS could not be delivered")]
+    Delivery(#[source] PortError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Issues one-time codes within the resend cooldown, the daily cap and the per-IP cap.
+pub struct SendCode {
+    pub otp: Arc<dyn OtpStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub sms: Arc<dyn SmsSender>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: AuthPolicy,
+}
+
+impl SendCode {
+    pub async fn send(&self, phone: &PhoneNumber, source_ip: Option<&str>) -> Result<CodeSent, SendCodeError> {
+        let p = &self.policy;
+        if !p.allowed_countries.allows(phone) {
+            return Err(SendCodeError::CountryNotAllowed);
+        }
+        let now = self.clock.now();
+        let ip_key = format!("send-code:ip:{}", source_ip.unwrap_or("unknown"));
+        // Independent reads and the IP counter go out together: one round trip, not three.
+        let (ip, current, keys) = tokio::join!(
+            self.limiter.hit(&ip_key, HOUR, p.ip_limit_per_hour, now),
+            self.otp.load(phone),
+            self.keys.keys(),
+        );
+        if let RateDecision::Limited { retry_after_secs } = ip? {
+            tracing::warn!(phone = %phone.masked(), "send-code refused: source IP over its hourly cap");
+            return Err(SendCodeError::RateLimited { retry_after_secs });
+        }
+        let keys = keys?;
+        let previous = current?.unwrap_or_else(|| OtpRecord::empty(phone.e164()));
+
+        let since_last = now - previous.last_sent_at;
+        if previous.last_sent_at > 0 && since_last < p.resend_cooldown_secs {
+            return Err(SendCodeError::RateLimited { retry_after_secs: (p.resend_cooldown_secs - since_last) as u64 });
+        }
+        let mut sent_at: Vec<UnixTime> = previous.sent_at.iter().copied().filter(|t| *t > now - DAY).collect();
+        if sent_at.len() >= p.max_codes_per_day {
+            let oldest = sent_at.iter().copied().min().unwrap_or(now);
+            tracing::warn!(phone = %phone.masked(), "send-code refused: daily cap reached");
+            return Err(SendCodeError::RateLimited { retry_after_secs: (oldest + DAY - now).max(1) as u64 });
+        }
+        sent_at.push(now);
+
+        let code = OtpCode::generate()?;
+        let code_id = new_id();
+        let next = OtpRecord {
+            phone: phone.e164().to_owned(),
+            version: previous.version + 1,
+            code_hash: Some(hash_code(&keys, phone, &code_id, &code)),
+            code_id: Some(code_id),
+            expires_at: now + p.code_ttl_secs,
+            attempts: 0,
+            used: false,
+            last_sent_at: now,
+            sent_at,
+        };
+        if self.otp.replace(&next, previous.version).await? == Written::Conflict {
+            // A concurrent request for the same number won the conditional write and sent its code.
+            return Err(SendCodeError::RateLimited { retry_after_secs: p.resend_cooldown_secs as u64 });
+        }
+
+        let body = format!("Your Facemake code is {}. It expires in 5 minutes. Never share it.", code.digits());
+        if let Err(e) = self.sms.send(phone, &body).await {
+            self.undo_send(&previous, &next, now).await;
+            return Err(SendCodeError::Delivery(e));
+        }
+        tracing::info!(phone = %phone.masked(), "sign-in code sent");
+        Ok(CodeSent { expires_in_secs: p.code_ttl_secs, retry_after_secs: p.resend_cooldown_secs })
+    }
+
+    /// After a failed delivery: kill the undelivered code and give back the cooldown and the daily allowance,
+    /// unless a newer send already replaced the record. Best effort: on failure the user waits one cooldown.
+    async fn undo_send(&self, previous: &OtpRecord, next: &OtpRecord, now: UnixTime) {
+        let restored = OtpRecord {
+            version: next.version + 1,
+            code_id: None,
+            code_hash: None,
+            expires_at: 0,
+            attempts: 0,
+            used: false,
+            last_sent_at: previous.last_sent_at,
+            sent_at: previous.sent_at.iter().copied().filter(|t| *t > now - DAY).collect(),
+            phone: previous.phone.clone(),
+        };
+        if let Err(e) = self.otp.replace(&restored, next.version).await {
+            tracing::warn!(error = %e, "could not undo a send whose SMS failed");
+        }
+    }
+}
+
+/// The keyed hash a code is stored under. The code id is mixed in so equal codes hash differently.
+fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> String {
+    crypto::hmac_b64(keys.otp.expose_secret(), &[phone.e164(), code_id, code.digits()])
+}
+
+/// A signed-in session: what verify-code and refresh return.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub is_new_user: bool,
+    pub user: UserAccount,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the code is not correct")]
+    InvalidCode { attempts_left: u32 },
+    #[error("no code is waiting for this number")]
+    NoCode,
+    #[error("the code has expired")]
+    CodeExpired,
+    #[error("the code was already used")]
+    CodeUsed,
+    #[error("too many wrong codes")]
+    TooManyAttempts,
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is not valid")]
+    Invalid,
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Code verification, first-sign-in account creation, and the session (token) lifecycle.
+pub struct SignIn {
+    pub otp: Arc<dyn OtpStore>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: AuthPolicy,
+}
+
+impl SignIn {
+    pub fn access_tokens(&self) -> AccessTokens {
+        AccessTokens::for_policy(&self.policy)
+    }
+
+    /// Checks `code` for `phone`; on success signs the user in, creating the account on first sign-in.
+    pub async fn verify(&self, phone: &PhoneNumber, code: &OtpCode) -> Result<Session, SignInError> {
+        let now = self.clock.now();
+        let max = self.policy.max_attempts;
+        // The attempt is counted before the comparison, atomically, so parallel guesses cannot exceed the limit.
+        let (reserved, keys) = tokio::join!(self.otp.reserve_attempt(phone, max, now), self.keys.keys());
+        let record = match reserved? {
+            AttemptOutcome::Reserved(r) => r,
+            AttemptOutcome::NoCode => return Err(SignInError::NoCode),
+            AttemptOutcome::Used => return Err(SignInError::CodeUsed),
+            AttemptOutcome::Expired => return Err(SignInError::CodeExpired),
+            AttemptOutcome::Exhausted => return Err(SignInError::TooManyAttempts),
+        };
+        let keys = keys?;
+        let (Some(code_id), Some(stored)) = (record.code_id.as_deref(), record.code_hash.as_deref()) else {
+            return Err(SignInError::NoCode);
+        };
+        let matches = crypto::hmac_matches(keys.otp.expose_secret(), &[phone.e164(), code_id, code.digits()], stored);
+        if !matches {
+            tracing::info!(phone = %phone.masked(), attempts = record.attempts, "wrong sign-in code");
+            return Err(SignInError::InvalidCode { attempts_left: max.saturating_sub(record.attempts) });
+        }
+        let (consumed, existing) = tokio::join!(self.otp.consume(phone, code_id), self.accounts.find_by_phone(phone));
+        if consumed? == Written::Conflict {
+            // Used by a concurrent request, or replaced by a newer code.
+            return Err(SignInError::CodeUsed);
+        }
+        let (user, is_new_user) = match existing? {
+            Some(id) => (self.existing_user(&id).await?, false),
+            None => self.create_user(phone, now).await?,
+        };
+        tracing::info!(phone = %phone.masked(), is_new_user, "signed in");
+        Ok(self.start_session(&keys, user, is_new_user, now).await?)
+    }
+
+    async fn existing_user(&self, id: &UserId) -> Result<UserAccount, PortError> {
+        self.accounts
+            .get(id)
+            .await?
+            .ok_or_else(|| PortError::internal("accounts", "phone index points at a missing user"))
+    }
+
+    async fn create_user(&self, phone: &PhoneNumber, now: UnixTime) -> Result<(UserAccount, bool), PortError> {
+        let starter = self.policy.starter_credits;
+        let user = NewUser {
+            id: UserId::new(),
+            phone: phone.clone(),
+            created_at: now,
+            starter_grant: (starter > 0)
+                .then(|| LedgerEntry::new(LedgerKind::Grant, starter as i64, starter, "starter-grant", now)),
+        };
+        match self.accounts.create(&user).await? {
+            CreateOutcome::Created(account) => Ok((account, true)),
+            // A concurrent first sign-in for the same number created it: use that one.
+            CreateOutcome::PhoneTaken(id) => Ok((self.existing_user(&id).await?, false)),
+        }
+    }
+
+    async fn start_session(
+        &self,
+        keys: &AppKeys,
+        user: UserAccount,
+        is_new_user: bool,
+        now: UnixTime,
+    ) -> Result<Session, SignInError> {
+        let refresh_token = crypto::random_token()?;
+        let record = RefreshRecord {
+            token_hash: crypto::sha256_b64(refresh_token.as_bytes()),
+            user_id: user.id.clone(),
+            family_id: new_id(),
+            family_created_at: now,
+            expires_at: now + self.policy.refresh_ttl_secs,
+            state: RefreshState::Active,
+        };
+        self.sessions.create(&record).await?;
+        let access_token = self.access_tokens().issue(keys, &user.id, now)?;
+        Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user, user })
+    }
+
+    /// Trades a refresh token for a new pair. The presented token is spent; presenting a spent token again
+    /// revokes its whole family (it has leaked, or the app is confused — either way, sign in again).
+    pub async fn refresh(&self, presented: &str) -> Result<Session, RefreshError> {
+        if !looks_like_refresh_token(presented) {
+            return Err(RefreshError::Invalid);
+        }
+        let now = self.clock.now();
+        let hash = crypto::sha256_b64(presented.as_bytes());
+        let old = self.sessions.find(&hash).await?.ok_or(RefreshError::Invalid)?;
+        if old.expires_at <= now {
+            return Err(RefreshError::Invalid);
+        }
+        if old.state == RefreshState::Rotated {
+            self.revoke_for_reuse(&old, now).await?;
+            return Err(RefreshError::Invalid);
+        }
+        let refresh_token = crypto::random_token()?;
+        let next = RefreshRecord {
+            token_hash: crypto::sha256_b64(refresh_token.as_bytes()),
+            expires_at: now + self.policy.refresh_ttl_secs,
+            state: RefreshState::Active,
+            ..old.clone()
+        };
+        let (rotated, user, keys) =
+            tokio::join!(self.sessions.rotate(&hash, &next), self.accounts.get(&old.user_id), self.keys.keys());
+        match rotated? {
+            RotateOutcome::Rotated => {}
+            RotateOutcome::AlreadyRotated => {
+                self.revoke_for_reuse(&old, now).await?;
+                return Err(RefreshError::Invalid);
+            }
+            RotateOutcome::FamilyRevoked => return Err(RefreshError::Invalid),
+        }
+        let Some(user) = user? else {
+            return Err(RefreshError::Invalid);
+        };
+        if user.sessions_revoked_at.is_some_and(|at| old.family_created_at <= at) {
+            self.sessions.revoke_family(&old.family_id, &old.user_id, now).await?;
+            return Err(RefreshError::Invalid);
+        }
+        let keys = keys?;
+        let access_token = self.access_tokens().issue(&keys, &user.id, now)?;
+        Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user: false, user })
+    }
+
+    async fn revoke_for_reuse(&self, old: &RefreshRecord, now: UnixTime) -> Result<(), PortError> {
+        tracing::warn!(family = %old.family_id, "refresh token reused: revoking its family");
+        self.sessions.revoke_family(&old.family_id, &old.user_id, now).await
+    }
+
+    /// Signs out: revokes the presented refresh token's family (if it is the caller's), or every session.
+    pub async fn logout(&self, user: &UserId, refresh_token: Option<&str>, all: bool) -> Result<(), PortError> {
+        let now = self.clock.now();
+        if all {
+            self.accounts.revoke_sessions(user, now).await?;
+        }
+        if let Some(token) = refresh_token.filter(|t| looks_like_refresh_token(t)) {
+            let hash = crypto::sha256_b64(token.as_bytes());
+            // Someone else's or an unknown token is ignored without saying so.
+            if let Some(record) = self.sessions.find(&hash).await?.filter(|r| &r.user_id == user) {
+                self.sessions.revoke_family(&record.family_id, user, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 43 base64url characters: the shape of the 256-bit tokens this service issues.
+fn looks_like_refresh_token(s: &str) -> bool {
+    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,87 @@
+//! Builds services from adapters: once per container for a Lambda (`Deps::deployed`), once per process for
+//! the local API (`Deps::local`). Building clients does no network I/O: secrets are fetched on first use.
+
+use std::sync::Arc;
+
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::keys::SecretsManagerKeys;
+use crate::adapters::sms::TwilioSms;
+use crate::config::{AuthPolicy, Config, SmsConfig, Tables};
+use crate::http::AuthGuard;
+use crate::ports::{AccountStore, Clock, KeyProvider, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock};
+use crate::services::account::Account;
+use crate::services::auth::{SendCode, SignIn};
+use crate::tokens::AccessTokens;
+
+/// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
+pub trait Store: OtpStore + RateLimiter + AccountStore + SessionStore {}
+impl<T: OtpStore + RateLimiter + AccountStore + SessionStore> Store for T {}
+
+/// The adapters a function's services are built from.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub sms: Arc<dyn SmsSender>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: AuthPolicy,
+}
+
+/// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
+/// locally: `AWS_ENDPOINT_URL*` may point the clients at DynamoDB Local or LocalStack).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+impl Deps {
+    /// Deployed adapters: DynamoDB, Secrets Manager, Twilio.
+    pub fn deployed(config: &Config, sdk: &aws_config::SdkConfig) -> Self {
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        let sms: Arc<dyn SmsSender> = match &config.sms {
+            SmsConfig::Twilio { secret_arn, api_base } => {
+                Arc::new(TwilioSms::from_secret(api_base.clone(), secrets.clone(), secret_arn.clone()))
+            }
+        };
+        Self {
+            store: Arc::new(Self::dynamo(sdk, config.tables.clone())),
+            keys: Arc::new(SecretsManagerKeys::new(secrets, config.app_secret_arn.clone())),
+            sms,
+            clock: Arc::new(SystemClock),
+            policy: config.auth.clone(),
+        }
+    }
+
+    pub fn dynamo(sdk: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables)
+    }
+
+    pub fn send_code(&self) -> SendCode {
+        SendCode {
+            otp: self.store.clone(),
+            limiter: self.store.clone(),
+            sms: self.sms.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    pub fn sign_in(&self) -> SignIn {
+        SignIn {
+            otp: self.store.clone(),
+            accounts: self.store.clone(),
+            sessions: self.store.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    pub fn account(&self) -> Account {
+        Account { accounts: self.store.clone() }
+    }
+
+    pub fn auth_guard(&self) -> AuthGuard {
+        AuthGuard { keys: self.keys.clone(), tokens: AccessTokens::for_policy(&self.policy) }
+    }
+}
