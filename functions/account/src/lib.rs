@@ -1,0 +1,58 @@
+//! The signed-in user's account: `GET /v1/me`, `PATCH /v1/me`.
+
+use std::sync::Arc;
+
+use facemake::domain::DisplayName;
+use facemake::http::views::UserView;
+use facemake::http::{json, json_body, ApiError, AuthGuard, ErrorCode, PathParams, Request, Response, Router};
+use facemake::services::account::Account;
+use facemake::wiring::Deps;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::Body;
+use serde::Deserialize;
+
+pub struct State {
+    pub account: Account,
+    pub guard: AuthGuard,
+}
+
+impl State {
+    pub fn new(deps: &Deps) -> Self {
+        Self { account: deps.account(), guard: deps.auth_guard() }
+    }
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new().route(Method::GET, "/v1/me", state.clone(), get_me).route(Method::PATCH, "/v1/me", state, patch_me)
+}
+
+/// A valid token for a user that no longer exists (deleted account): the session is over.
+fn gone() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "This account no longer exists.")
+}
+
+async fn get_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
+    let user = state.guard.user(&req).await?;
+    let account = state.account.get(&user).await?.ok_or_else(gone)?;
+    Ok(json(StatusCode::OK, &UserView::from(&account)))
+}
+
+/// Only allow-listed fields are writable: anything else is refused, not ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PatchMe {
+    display_name: Option<String>,
+}
+
+async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
+    let user = state.guard.user(&req).await?;
+    let patch: PatchMe = json_body(&req)?;
+    let name = patch
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("displayName", e.to_string()))?;
+    let account = state.account.set_display_name(&user, name).await?.ok_or_else(gone)?;
+    Ok(json(StatusCode::OK, &UserView::from(&account)))
+}

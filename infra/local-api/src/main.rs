@@ -1,0 +1,22 @@
+//! `cargo run -p local-api`: the whole API on http://127.0.0.1:3000 (PORT overrides).
+
+use facemake::config::{AuthPolicy, ProcessEnv};
+use local_api::{backend_from_env, Backend, LocalApi};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    facemake::telemetry::init();
+    let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(3000);
+    let policy = AuthPolicy::from_env(&ProcessEnv)?;
+    let backend = backend_from_env()?;
+    let api = match &backend {
+        Backend::Memory => LocalApi::in_memory(policy),
+        Backend::Dynamo { table_prefix } => LocalApi::on_dynamodb(table_prefix, policy).await?,
+    };
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    eprintln!("Facemake local API on http://{} ({backend:?})", listener.local_addr()?);
+    eprintln!("  texts it \"sends\" are printed here and listed at GET /_local/messages?phone=+14155550123");
+    api.serve(listener).await?;
+    Ok(())
+}
