@@ -15,5 +15,6 @@ pub mod http;
 pub mod ports;
 pub mod services;
 pub mod telemetry;
+pub mod testkit;
 pub mod tokens;
 pub mod wiring;

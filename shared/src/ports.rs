@@ -146,14 +146,20 @@ pub enum CreateOutcome {
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn find_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError>;
-    async fn get(&self, id: &UserId) -> Result<Option<UserAccount>, PortError>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError>;
     /// Creates the user, its phone index entry, its balance and the starter grant's ledger entry in one
     /// transaction, only if the phone number has no user yet.
-    async fn create(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
+    async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
     /// Sets or clears the display name; `None` when the user does not exist.
     async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
     /// Revokes every refresh-token family created at or before `at`.
     async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
+}
+
+/// A user's credits ledger, newest first.
+#[async_trait]
+pub trait LedgerReader: Send + Sync {
+    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +190,8 @@ pub enum RotateOutcome {
 /// Refresh tokens, rotated on every use, grouped in families that are revoked together.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create(&self, record: &RefreshRecord) -> Result<(), PortError>;
-    async fn find(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError>;
+    async fn create_session(&self, record: &RefreshRecord) -> Result<(), PortError>;
+    async fn find_session(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError>;
     /// Marks `old_hash` rotated and stores `new` in one transaction, unless the old token was already rotated
     /// or its family revoked.
     async fn rotate(&self, old_hash: &str, new: &RefreshRecord) -> Result<RotateOutcome, PortError>;

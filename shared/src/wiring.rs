@@ -8,14 +8,16 @@ use crate::adapters::keys::SecretsManagerKeys;
 use crate::adapters::sms::TwilioSms;
 use crate::config::{AuthPolicy, Config, SmsConfig, Tables};
 use crate::http::AuthGuard;
-use crate::ports::{AccountStore, Clock, KeyProvider, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock};
+use crate::ports::{
+    AccountStore, Clock, KeyProvider, LedgerReader, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
+};
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
 use crate::tokens::AccessTokens;
 
 /// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
-pub trait Store: OtpStore + RateLimiter + AccountStore + SessionStore {}
-impl<T: OtpStore + RateLimiter + AccountStore + SessionStore> Store for T {}
+pub trait Store: OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore {}
+impl<T: OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore> Store for T {}
 
 /// The adapters a function's services are built from.
 #[derive(Clone)]

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::domain::{LedgerEntry, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
 use crate::ports::{
-    otp_refusal, AccountStore, AttemptOutcome, CreateOutcome, NewUser, OtpStore, PortError, RateDecision, RateLimiter,
-    RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
+    otp_refusal, AccountStore, AttemptOutcome, CreateOutcome, LedgerReader, NewUser, OtpStore, PortError, RateDecision,
+    RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
 };
 
 #[derive(Default)]
@@ -38,11 +38,6 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied write (each write is one statement), so a
         // poisoned lock is safe to keep using.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The user's ledger, oldest first (tests check it against the balance).
-    pub fn ledger(&self, id: &UserId) -> Vec<LedgerEntry> {
-        self.lock().ledger.get(id).cloned().unwrap_or_default()
     }
 }
 
@@ -112,11 +107,11 @@ impl AccountStore for MemoryStore {
         Ok(self.lock().phones.get(phone.e164()).cloned())
     }
 
-    async fn get(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
         Ok(self.lock().users.get(id).cloned())
     }
 
-    async fn create(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {
+    async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {
         let mut inner = self.lock();
         if let Some(existing) = inner.phones.get(user.phone.e164()) {
             return Ok(CreateOutcome::PhoneTaken(existing.clone()));
@@ -154,8 +149,16 @@ impl AccountStore for MemoryStore {
 }
 
 #[async_trait]
+impl LedgerReader for MemoryStore {
+    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError> {
+        let inner = self.lock();
+        Ok(inner.ledger.get(id).map(|l| l.iter().rev().take(limit).cloned().collect()).unwrap_or_default())
+    }
+}
+
+#[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, record: &RefreshRecord) -> Result<(), PortError> {
+    async fn create_session(&self, record: &RefreshRecord) -> Result<(), PortError> {
         let mut inner = self.lock();
         if inner.sessions.contains_key(&record.token_hash) {
             return Err(PortError::internal("sessions", "refresh token hash collision"));
@@ -164,7 +167,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn find(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError> {
+    async fn find_session(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError> {
         Ok(self.lock().sessions.get(token_hash).cloned())
     }
 

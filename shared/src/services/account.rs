@@ -10,7 +10,7 @@ pub struct Account {
 
 impl Account {
     pub async fn get(&self, user: &UserId) -> Result<Option<UserAccount>, PortError> {
-        self.accounts.get(user).await
+        self.accounts.get_user(user).await
     }
 
     /// Sets (or with `None` clears) the display name.

@@ -128,7 +128,7 @@ impl SendCode {
 }
 
 /// The keyed hash a code is stored under. The code id is mixed in so equal codes hash differently.
-fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> String {
+pub fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> String {
     crypto::hmac_b64(keys.otp.expose_secret(), &[phone.e164(), code_id, code.digits()])
 }
 
@@ -226,7 +226,7 @@ impl SignIn {
 
     async fn existing_user(&self, id: &UserId) -> Result<UserAccount, PortError> {
         self.accounts
-            .get(id)
+            .get_user(id)
             .await?
             .ok_or_else(|| PortError::internal("accounts", "phone index points at a missing user"))
     }
@@ -240,7 +240,7 @@ impl SignIn {
             starter_grant: (starter > 0)
                 .then(|| LedgerEntry::new(LedgerKind::Grant, starter as i64, starter, "starter-grant", now)),
         };
-        match self.accounts.create(&user).await? {
+        match self.accounts.create_user(&user).await? {
             CreateOutcome::Created(account) => Ok((account, true)),
             // A concurrent first sign-in for the same number created it: use that one.
             CreateOutcome::PhoneTaken(id) => Ok((self.existing_user(&id).await?, false)),
@@ -263,7 +263,7 @@ impl SignIn {
             expires_at: now + self.policy.refresh_ttl_secs,
             state: RefreshState::Active,
         };
-        self.sessions.create(&record).await?;
+        self.sessions.create_session(&record).await?;
         let access_token = self.access_tokens().issue(keys, &user.id, now)?;
         Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user, user })
     }
@@ -276,7 +276,7 @@ impl SignIn {
         }
         let now = self.clock.now();
         let hash = crypto::sha256_b64(presented.as_bytes());
-        let old = self.sessions.find(&hash).await?.ok_or(RefreshError::Invalid)?;
+        let old = self.sessions.find_session(&hash).await?.ok_or(RefreshError::Invalid)?;
         if old.expires_at <= now {
             return Err(RefreshError::Invalid);
         }
@@ -292,7 +292,7 @@ impl SignIn {
             ..old.clone()
         };
         let (rotated, user, keys) =
-            tokio::join!(self.sessions.rotate(&hash, &next), self.accounts.get(&old.user_id), self.keys.keys());
+            tokio::join!(self.sessions.rotate(&hash, &next), self.accounts.get_user(&old.user_id), self.keys.keys());
         match rotated? {
             RotateOutcome::Rotated => {}
             RotateOutcome::AlreadyRotated => {
@@ -327,7 +327,7 @@ impl SignIn {
         if let Some(token) = refresh_token.filter(|t| looks_like_refresh_token(t)) {
             let hash = crypto::sha256_b64(token.as_bytes());
             // Someone else's or an unknown token is ignored without saying so.
-            if let Some(record) = self.sessions.find(&hash).await?.filter(|r| &r.user_id == user) {
+            if let Some(record) = self.sessions.find_session(&hash).await?.filter(|r| &r.user_id == user) {
                 self.sessions.revoke_family(&record.family_id, user, now).await?;
             }
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
-use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError};
+use crate::ports::{AccountStore, CreateOutcome, LedgerReader, NewUser, PortError};
 
 const PROFILE: &str = "PROFILE";
 const BALANCE: &str = "BALANCE";
@@ -115,7 +115,7 @@ impl AccountStore for DynamoStore {
         Ok(out.item.map(|i| from_item::<PhoneItem>("users", i)).transpose()?.map(|p| p.user_id))
     }
 
-    async fn get(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
         // Profile and balance in one round trip.
         let keys = |k: Item| KeysAndAttributes::builder().keys(k).consistent_read(true).build();
         let mut request = self
@@ -150,7 +150,7 @@ impl AccountStore for DynamoStore {
         Err(PortError::unavailable("users", "batch read left keys unprocessed"))
     }
 
-    async fn create(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {
+    async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {
         let balance = user.starter_grant.as_ref().map_or(0, |g| g.balance_after);
         let profile = ProfileItem {
             pk: user_pk(&user.id),
@@ -239,5 +239,29 @@ impl AccountStore for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(sdk_error("users", e)),
         }
+    }
+}
+
+#[async_trait]
+impl LedgerReader for DynamoStore {
+    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.credits)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
+            .expression_attribute_values(":pk", s(user_pk(id)))
+            .expression_attribute_values(":ledger", s("LEDGER#"))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("credits", e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| from_item::<LedgerItem>("credits", i).map(|l| l.entry))
+            .collect()
     }
 }

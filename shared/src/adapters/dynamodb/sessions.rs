@@ -66,7 +66,7 @@ fn to_token_item(r: &RefreshRecord) -> TokenItem {
 
 #[async_trait]
 impl SessionStore for DynamoStore {
-    async fn create(&self, record: &RefreshRecord) -> Result<(), PortError> {
+    async fn create_session(&self, record: &RefreshRecord) -> Result<(), PortError> {
         self.client
             .put_item()
             .table_name(&self.tables.sessions)
@@ -78,7 +78,7 @@ impl SessionStore for DynamoStore {
         Ok(())
     }
 
-    async fn find(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError> {
+    async fn find_session(&self, token_hash: &str) -> Result<Option<RefreshRecord>, PortError> {
         let out = self
             .client
             .get_item()

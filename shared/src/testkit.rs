@@ -1,0 +1,126 @@
+//! Test support shared by every crate's tests: a movable clock, in-memory and DynamoDB Local stores, and
+//! fixtures. Compiled into the library (it is small and dead code in a Lambda binary) so that function
+//! crates and the local API can use it from their tests.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crate::adapters::dynamodb::{schema, DynamoStore};
+use crate::adapters::keys::StaticKeys;
+use crate::adapters::memory::{MemoryOutbox, MemoryStore};
+use crate::config::AuthPolicy;
+use crate::domain::CountryAllowlist;
+use crate::ports::{Clock, KeyProvider, SystemClock};
+use crate::wiring::{Deps, Store};
+
+/// The variable that points tests at DynamoDB Local (set by infra/scripts/test.sh).
+pub const DYNAMODB_ENDPOINT_VAR: &str = "FACEMAKE_TEST_DYNAMODB_ENDPOINT";
+
+/// A clock that stands still until moved.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(now: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(now)))
+    }
+
+    /// Starts at the real time, so tokens it stamps verify against the wall clock.
+    pub fn at_wall_clock() -> Arc<Self> {
+        Self::new(SystemClock.now())
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The fixed master key tests sign with.
+pub const TEST_MASTER_KEY: &[u8] = b"facemake-test-master-key-0123456789abcdef";
+
+/// The product's sign-in policy with US and GB allowed and a test issuer.
+pub fn policy() -> AuthPolicy {
+    AuthPolicy {
+        allowed_countries: CountryAllowlist::parse("US,GB").unwrap_or_else(|_| CountryAllowlist::any()),
+        issuer: "facemake-test".to_owned(),
+        ..AuthPolicy::default()
+    }
+}
+
+/// Everything a test needs to drive services and handlers, with handles on the fakes.
+#[derive(Clone)]
+pub struct Harness {
+    pub deps: Deps,
+    pub outbox: MemoryOutbox,
+    pub clock: Arc<ManualClock>,
+    pub keys: Arc<StaticKeys>,
+}
+
+impl Harness {
+    /// A harness over `store`, with the outbox, test keys and a clock at the wall-clock time.
+    pub fn over(store: Arc<dyn Store>) -> Self {
+        let outbox = MemoryOutbox::new();
+        let clock = ManualClock::at_wall_clock();
+        let keys = Arc::new(StaticKeys::new(TEST_MASTER_KEY));
+        let deps =
+            Deps { store, keys: keys.clone(), sms: Arc::new(outbox.clone()), clock: clock.clone(), policy: policy() };
+        Self { deps, outbox, clock, keys }
+    }
+
+    pub fn in_memory() -> Self {
+        Self::over(Arc::new(MemoryStore::new()))
+    }
+
+    /// The latest six-digit code texted to `e164`.
+    pub fn last_code(&self, e164: &str) -> Option<String> {
+        let message = self.outbox.messages_to(e164).into_iter().next()?;
+        message.body.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).map(str::to_owned)
+    }
+
+    /// A valid access token for `user`, as sign-in would issue it.
+    pub async fn access_token(&self, user: &crate::domain::UserId) -> String {
+        let keys = match self.keys.keys().await {
+            Ok(k) => k,
+            Err(e) => panic!("test keys: {e}"),
+        };
+        match crate::tokens::AccessTokens::for_policy(&self.deps.policy).issue(&keys, user, self.clock.now()) {
+            Ok(t) => t,
+            Err(e) => panic!("test token: {e}"),
+        }
+    }
+}
+
+/// A DynamoDB client for DynamoDB Local at `FACEMAKE_TEST_DYNAMODB_ENDPOINT`.
+///
+/// Panics when the variable is unset: a DynamoDB test that silently skipped would prove nothing. Run the
+/// tests with `infra/scripts/test.sh`, which starts DynamoDB Local and sets it.
+pub async fn dynamodb_local_client() -> aws_sdk_dynamodb::Client {
+    let Ok(endpoint) = std::env::var(DYNAMODB_ENDPOINT_VAR) else {
+        panic!(
+            "{DYNAMODB_ENDPOINT_VAR} is not set: run the tests with infra/scripts/test.sh (it starts DynamoDB Local)"
+        );
+    };
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "testkit"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A DynamoDB store on fresh tables (created from template.yaml under a unique prefix) in DynamoDB Local.
+pub async fn dynamodb_store() -> DynamoStore {
+    let client = dynamodb_local_client().await;
+    let prefix = format!("t{}-", crate::domain::new_id().to_lowercase());
+    match schema::create_tables(&client, &prefix).await {
+        Ok(tables) => DynamoStore::new(client, tables),
+        Err(e) => panic!("creating test tables in DynamoDB Local: {e}"),
+    }
+}
