@@ -1,0 +1,312 @@
+//! Sign-in use cases end to end on the ports: send-code limits, code verification, first sign-in,
+//! refresh rotation and logout. The cases where atomicity matters run on DynamoDB Local as well.
+
+use std::sync::Arc;
+
+use facemake::domain::{LedgerKind, OtpCode, PhoneNumber};
+use facemake::ports::{AccountStore, LedgerReader};
+use facemake::services::auth::{RefreshError, SendCodeError, SignInError};
+use facemake::testkit::Harness;
+use facemake::wiring::Store;
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Harness::in_memory()).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store: std::sync::Arc<dyn facemake::wiring::Store> =
+                    std::sync::Arc::new(facemake::testkit::dynamodb_store().await);
+                super::$name(super::Harness::over(store)).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    concurrent_send_code_inside_the_cooldown_sends_exactly_one_code,
+    first_sign_in_creates_the_user_once_with_the_starter_grant,
+    sixth_try_fails_even_with_the_right_code,
+    concurrent_verifications_of_one_code_sign_in_once,
+    refresh_rotates_and_reuse_revokes_the_whole_family,
+    logout_revokes_one_family_or_all_of_them,
+);
+
+fn phone(s: &str) -> PhoneNumber {
+    PhoneNumber::parse(s, None).unwrap()
+}
+
+fn unique_phone() -> PhoneNumber {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    phone(&format!("+1415555{:04}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+}
+
+async fn send(h: &Harness, p: &PhoneNumber) -> Result<(), SendCodeError> {
+    h.deps.send_code().send(p, Some("198.51.100.1")).await.map(|_| ())
+}
+
+async fn sign_in(h: &Harness, p: &PhoneNumber) -> facemake::services::auth::Session {
+    send(h, p).await.unwrap();
+    let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    h.deps.sign_in().verify(p, &code).await.unwrap()
+}
+
+fn wrong(code: &str) -> OtpCode {
+    // A valid-looking code that differs from `code`.
+    let flipped: String = code
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == '9' {
+                    '0'
+                } else {
+                    '9'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    OtpCode::parse(&flipped).unwrap()
+}
+
+async fn concurrent_send_code_inside_the_cooldown_sends_exactly_one_code(h: Harness) {
+    let p = unique_phone();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (h, p) = (h.clone(), p.clone());
+            // Distinct source IPs so the per-IP cap plays no part.
+            tokio::spawn(async move { h.deps.send_code().send(&p, Some(&format!("198.51.100.{i}"))).await })
+        })
+        .collect();
+    let mut sent = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => sent += 1,
+            Err(SendCodeError::RateLimited { retry_after_secs }) => assert!(retry_after_secs <= 60),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(sent, 1, "one request wins the conditional write");
+    assert_eq!(h.outbox.messages_to(p.e164()).len(), 1, "exactly one text went out");
+}
+
+async fn first_sign_in_creates_the_user_once_with_the_starter_grant(h: Harness) {
+    let p = unique_phone();
+    let first = sign_in(&h, &p).await;
+    assert!(first.is_new_user);
+    assert_eq!(first.user.credits, 3);
+    let ledger = h.deps.store.ledger(&first.user.id, 10).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].kind, ledger[0].amount, ledger[0].reference.as_str()),
+        (LedgerKind::Grant, 3, "starter-grant")
+    );
+
+    h.clock.advance(61);
+    let second = sign_in(&h, &p).await;
+    assert!(!second.is_new_user);
+    assert_eq!(second.user.id, first.user.id);
+    assert_eq!(second.user.credits, 3, "no second grant");
+    assert_eq!(h.deps.store.ledger(&first.user.id, 10).await.unwrap().len(), 1);
+}
+
+async fn sixth_try_fails_even_with_the_right_code(h: Harness) {
+    let p = unique_phone();
+    send(&h, &p).await.unwrap();
+    let right = h.last_code(p.e164()).unwrap();
+    for attempt in 1..=5u32 {
+        match h.deps.sign_in().verify(&p, &wrong(&right)).await {
+            Err(SignInError::InvalidCode { attempts_left }) => assert_eq!(attempts_left, 5 - attempt),
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+    }
+    let sixth = h.deps.sign_in().verify(&p, &OtpCode::parse(&right).unwrap()).await;
+    assert!(matches!(sixth, Err(SignInError::TooManyAttempts)), "{sixth:?}");
+    assert_eq!(h.deps.store.find_by_phone(&p).await.unwrap(), None, "nobody signed in");
+}
+
+async fn concurrent_verifications_of_one_code_sign_in_once(h: Harness) {
+    let p = unique_phone();
+    send(&h, &p).await.unwrap();
+    let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, p, code) = (h.clone(), p.clone(), code.clone());
+            tokio::spawn(async move { h.deps.sign_in().verify(&p, &code).await })
+        })
+        .collect();
+    let mut sessions = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => sessions += 1,
+            Err(SignInError::CodeUsed | SignInError::TooManyAttempts) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(sessions, 1, "a code signs in once");
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_whole_family(h: Harness) {
+    let session = sign_in(&h, &unique_phone()).await;
+    let auth = h.deps.sign_in();
+    let second = auth.refresh(&session.refresh_token).await.unwrap();
+    assert_ne!(second.refresh_token, session.refresh_token);
+    assert_eq!(second.user.id, session.user.id);
+    assert!(!second.is_new_user);
+
+    // The spent token comes back (stolen, replayed): refused, and the family dies with it.
+    assert!(matches!(auth.refresh(&session.refresh_token).await, Err(RefreshError::Invalid)));
+    assert!(matches!(auth.refresh(&second.refresh_token).await, Err(RefreshError::Invalid)), "family revoked");
+
+    // Other families of the same user are untouched.
+    let other = sign_in_again(&h, &session.user.phone).await;
+    assert!(auth.refresh(&other.refresh_token).await.is_ok());
+}
+
+async fn sign_in_again(h: &Harness, e164: &str) -> facemake::services::auth::Session {
+    h.clock.advance(61);
+    sign_in(h, &phone(e164)).await
+}
+
+async fn logout_revokes_one_family_or_all_of_them(h: Harness) {
+    let a = sign_in(&h, &unique_phone()).await;
+    let b = sign_in_again(&h, &a.user.phone).await;
+    let auth = h.deps.sign_in();
+    auth.logout(&a.user.id, Some(&a.refresh_token), false).await.unwrap();
+    assert!(matches!(auth.refresh(&a.refresh_token).await, Err(RefreshError::Invalid)));
+    let b2 = auth.refresh(&b.refresh_token).await.unwrap();
+
+    h.clock.advance(1);
+    auth.logout(&a.user.id, None, true).await.unwrap();
+    assert!(matches!(auth.refresh(&b2.refresh_token).await, Err(RefreshError::Invalid)), "signed out everywhere");
+    h.clock.advance(1);
+    let c = sign_in_again(&h, &a.user.phone).await;
+    assert!(auth.refresh(&c.refresh_token).await.is_ok(), "a new sign-in after logout-all works");
+}
+
+#[tokio::test]
+async fn cooldown_then_daily_cap_with_retry_after() {
+    let h = Harness::in_memory();
+    let p = phone("+14155550100");
+    send(&h, &p).await.unwrap();
+    h.clock.advance(10);
+    match send(&h, &p).await {
+        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 50),
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..4 {
+        h.clock.advance(60);
+        send(&h, &p).await.unwrap();
+    }
+    h.clock.advance(60);
+    // Five sent in the last 24 h: the sixth waits until the first leaves the window.
+    match send(&h, &p).await {
+        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 86_400 - 310),
+        other => panic!("{other:?}"),
+    }
+    h.clock.advance(86_400 - 310);
+    send(&h, &p).await.unwrap();
+    assert_eq!(h.outbox.messages_to(p.e164()).len(), 6);
+}
+
+#[tokio::test]
+async fn source_ip_cap_spans_numbers() {
+    let h = Harness::in_memory();
+    for i in 0..20 {
+        h.deps.send_code().send(&phone(&format!("+1415555{:04}", 2000 + i)), Some("203.0.113.9")).await.unwrap();
+    }
+    let refused = h.deps.send_code().send(&phone("+14155552999"), Some("203.0.113.9")).await;
+    assert!(matches!(refused, Err(SendCodeError::RateLimited { .. })), "{refused:?}");
+    assert!(
+        h.deps.send_code().send(&phone("+14155552999"), Some("203.0.113.10")).await.is_ok(),
+        "other IPs unaffected"
+    );
+}
+
+#[tokio::test]
+async fn numbers_outside_the_allowlist_get_no_text() {
+    let h = Harness::in_memory();
+    let fr = phone("+33612345678");
+    assert!(matches!(send(&h, &fr).await, Err(SendCodeError::CountryNotAllowed)));
+    assert_eq!(h.outbox.count(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_gives_the_cooldown_back_and_leaves_no_usable_code() {
+    let h = Harness::in_memory();
+    let p = phone("+14155550101");
+    h.outbox.set_failing(true);
+    assert!(matches!(send(&h, &p).await, Err(SendCodeError::Delivery(_))));
+    let verify = h.deps.sign_in().verify(&p, &OtpCode::parse("000000").unwrap()).await;
+    assert!(matches!(verify, Err(SignInError::NoCode)), "{verify:?}");
+    h.outbox.set_failing(false);
+    send(&h, &p).await.expect("no cooldown after a failed delivery");
+}
+
+#[tokio::test]
+async fn expired_used_and_missing_codes_each_fail_with_their_own_error() {
+    let h = Harness::in_memory();
+    let p = phone("+14155550102");
+    let none = h.deps.sign_in().verify(&p, &OtpCode::parse("123456").unwrap()).await;
+    assert!(matches!(none, Err(SignInError::NoCode)), "{none:?}");
+
+    send(&h, &p).await.unwrap();
+    let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    h.clock.advance(300);
+    assert!(matches!(h.deps.sign_in().verify(&p, &code).await, Err(SignInError::CodeExpired)));
+
+    h.clock.advance(60);
+    send(&h, &p).await.unwrap();
+    let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    h.deps.sign_in().verify(&p, &code).await.unwrap();
+    assert!(matches!(h.deps.sign_in().verify(&p, &code).await, Err(SignInError::CodeUsed)));
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_old_one() {
+    let h = Harness::in_memory();
+    let p = phone("+14155550103");
+    send(&h, &p).await.unwrap();
+    let old = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    h.clock.advance(60);
+    send(&h, &p).await.unwrap();
+    let new = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    if old != new {
+        assert!(matches!(h.deps.sign_in().verify(&p, &old).await, Err(SignInError::InvalidCode { .. })));
+    }
+    assert!(h.deps.sign_in().verify(&p, &new).await.is_ok());
+}
+
+#[tokio::test]
+async fn codes_are_stored_only_as_keyed_hashes() {
+    let store = Arc::new(facemake::adapters::memory::MemoryStore::new());
+    let h = Harness::over(store.clone() as Arc<dyn Store>);
+    let p = phone("+14155550104");
+    send(&h, &p).await.unwrap();
+    let code = h.last_code(p.e164()).unwrap();
+    let record = facemake::ports::OtpStore::load(store.as_ref(), &p).await.unwrap().unwrap();
+    let stored = format!("{record:?}");
+    assert!(!stored.contains(&code), "the code itself is not stored");
+    let hash = record.code_hash.unwrap();
+    assert_ne!(hash, facemake::crypto::sha256_b64(code.as_bytes()), "not an unkeyed hash");
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_stored_hashed_and_expire() {
+    let h = Harness::in_memory();
+    let session = sign_in(&h, &phone("+14155550105")).await;
+    let auth = h.deps.sign_in();
+    assert!(facemake::ports::SessionStore::find_session(h.deps.store.as_ref(), &session.refresh_token)
+        .await
+        .unwrap()
+        .is_none());
+    h.clock.advance(30 * 86_400);
+    assert!(matches!(auth.refresh(&session.refresh_token).await, Err(RefreshError::Invalid)));
+    assert!(matches!(auth.refresh("not-a-token").await, Err(RefreshError::Invalid)));
+    assert!(matches!(auth.refresh(&session.access_token).await, Err(RefreshError::Invalid)), "access ≠ refresh");
+}
