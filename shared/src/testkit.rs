@@ -10,7 +10,7 @@ use crate::adapters::keys::StaticKeys;
 use crate::adapters::memory::{MemoryOutbox, MemoryStore};
 use crate::config::AuthPolicy;
 use crate::domain::CountryAllowlist;
-use crate::ports::{Clock, KeyProvider, SystemClock};
+use crate::ports::{Clock, KeyProvider, OtpStore, SessionStore, SystemClock};
 use crate::wiring::{Deps, Store};
 
 /// The variable that points tests at DynamoDB Local (set by infra/scripts/test.sh).
@@ -123,4 +123,67 @@ pub async fn dynamodb_store() -> DynamoStore {
         Ok(tables) => DynamoStore::new(client, tables),
         Err(e) => panic!("creating test tables in DynamoDB Local: {e}"),
     }
+}
+
+/// The API Gateway v2 event fixture `events/{name}` as the Lambda runtime would hand it to a handler.
+pub fn event(name: &str) -> lambda_http::Request {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path} is not an API Gateway v2 event: {e}"))
+}
+
+/// `req` with its Authorization header replaced by `Bearer {token}`.
+pub fn with_bearer(mut req: lambda_http::Request, token: &str) -> lambda_http::Request {
+    let value = http::HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or_else(|e| panic!("header: {e}"));
+    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+    req
+}
+
+impl Harness {
+    /// Stores `code` as the live sign-in code of `phone`, exactly as send-code would (without the text).
+    pub async fn plant_code(&self, phone: &crate::domain::PhoneNumber, code: &str) {
+        let keys = self.keys.keys().await.unwrap_or_else(|e| panic!("test keys: {e}"));
+        let code = crate::domain::OtpCode::parse(code).unwrap_or_else(|e| panic!("code: {e}"));
+        let current = self.deps.store.load(phone).await.unwrap_or_else(|e| panic!("load: {e}"));
+        let version = current.as_ref().map_or(0, |r| r.version);
+        let now = self.clock.now();
+        let code_id = crate::domain::new_id();
+        let record = crate::domain::OtpRecord {
+            version: version + 1,
+            code_hash: Some(crate::services::auth::hash_code(&keys, phone, &code_id, &code)),
+            code_id: Some(code_id),
+            expires_at: now + self.deps.policy.code_ttl_secs,
+            last_sent_at: now,
+            sent_at: vec![now],
+            ..crate::domain::OtpRecord::empty(phone.e164())
+        };
+        self.deps.store.replace(&record, version).await.unwrap_or_else(|e| panic!("replace: {e}"));
+    }
+
+    /// Signs `phone` in through the service (code planted, then verified) and returns the session.
+    pub async fn signed_in(&self, phone: &str) -> crate::services::auth::Session {
+        let phone = crate::domain::PhoneNumber::parse(phone, None).unwrap_or_else(|e| panic!("phone: {e}"));
+        self.plant_code(&phone, "424242").await;
+        let code = crate::domain::OtpCode::parse("424242").unwrap_or_else(|e| panic!("code: {e}"));
+        self.deps.sign_in().verify(&phone, &code).await.unwrap_or_else(|e| panic!("sign-in: {e}"))
+    }
+
+    /// Stores `token` as a live refresh token of `session`'s user (for fixtures that carry a fixed token).
+    pub async fn plant_refresh_token(&self, session: &crate::services::auth::Session, token: &str) {
+        let now = self.clock.now();
+        let record = crate::ports::RefreshRecord {
+            token_hash: crate::crypto::sha256_b64(token.as_bytes()),
+            user_id: session.user.id.clone(),
+            family_id: crate::domain::new_id(),
+            family_created_at: now,
+            expires_at: now + self.deps.policy.refresh_ttl_secs,
+            state: crate::ports::RefreshState::Active,
+        };
+        self.deps.store.create_session(&record).await.unwrap_or_else(|e| panic!("session: {e}"));
+    }
+}
+
+/// The JSON body of a response.
+pub fn body_json(response: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
+    serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null)
 }

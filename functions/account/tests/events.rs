@@ -1,0 +1,77 @@
+//! GET/PATCH /v1/me driven by their API Gateway event fixtures.
+
+use std::sync::Arc;
+
+use facemake::testkit::{body_json, event, with_bearer, Harness};
+use lambda_http::Body;
+
+fn router(h: &Harness) -> facemake::http::Router {
+    account::router(Arc::new(account::State::new(&h.deps)))
+}
+
+#[tokio::test]
+async fn get_me_returns_the_masked_user() {
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+    let response = router(&h).handle(with_bearer(event("get-me.json"), &session.access_token)).await;
+    assert_eq!(response.status(), 200);
+    let body = body_json(&response);
+    assert_eq!(body["id"], session.user.id.to_string());
+    assert_eq!(body["phone"], "+1••••••0123");
+    assert_eq!(body["credits"], 3);
+    assert!(body["createdAt"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn patch_me_sets_the_display_name_and_only_that() {
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+    let response = router(&h).handle(with_bearer(event("patch-me.json"), &session.access_token)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_json(&response)["displayName"], "Ada");
+
+    let patch = |body: &str| {
+        let mut req = with_bearer(event("patch-me.json"), &session.access_token);
+        *req.body_mut() = Body::Text(body.to_owned());
+        req
+    };
+    let credits = router(&h).handle(patch(r#"{"credits": 1000}"#)).await;
+    assert_eq!(
+        (credits.status().as_u16(), body_json(&credits)["error"]["code"].as_str()),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    let too_long = router(&h).handle(patch(&format!(r#"{{"displayName":"{}"}}"#, "x".repeat(51)))).await;
+    assert_eq!(body_json(&too_long)["error"]["details"][0]["field"], "displayName");
+    let cleared = router(&h).handle(patch(r#"{"displayName": null}"#)).await;
+    assert_eq!(body_json(&cleared)["displayName"], serde_json::Value::Null);
+    let me = router(&h).handle(with_bearer(event("get-me.json"), &session.access_token)).await;
+    assert_eq!(body_json(&me)["credits"], 3, "credits untouched");
+}
+
+#[tokio::test]
+async fn protected_routes_refuse_missing_and_bad_tokens() {
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+
+    let mut anonymous = event("get-me.json");
+    anonymous.headers_mut().remove("authorization");
+    let response = router(&h).handle(anonymous).await;
+    assert_eq!(
+        (response.status().as_u16(), body_json(&response)["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
+
+    let bad = [
+        "Bearer REPLACE_WITH_ACCESS_TOKEN".to_owned(),
+        format!("Basic {}", session.access_token),
+        format!("Bearer {}", session.refresh_token),
+        format!("Bearer {}x", session.access_token),
+        "Bearer".to_owned(),
+    ];
+    for header in bad {
+        let mut req = event("get-me.json");
+        req.headers_mut().insert("authorization", header.parse().unwrap());
+        let response = router(&h).handle(req).await;
+        assert_eq!(body_json(&response)["error"]["code"], "INVALID_TOKEN", "{header}");
+    }
+}
