@@ -25,6 +25,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// The local API's fixed signing key. Local only: deployed stages derive theirs from the Secrets Manager
+/// secret. Fixed (not random) so tokens survive a restart of the local API.
+pub const LOCAL_SIGNING_KEY: &[u8] = b"facemake-local-development-signing-key";
+
 /// The largest request body the local server reads (the JSON routes enforce their own, smaller limit).
 const MAX_BODY: usize = 12 * 1024 * 1024;
 
@@ -50,7 +54,7 @@ impl LocalApi {
     pub fn new(store: Arc<dyn Store>, outbox: MemoryOutbox, policy: AuthPolicy, clock: Arc<dyn Clock>) -> Self {
         let deps = Deps {
             store,
-            keys: Arc::new(StaticKeys::new(b"facemake-local-development-signing-key")),
+            keys: Arc::new(StaticKeys::new(LOCAL_SIGNING_KEY)),
             sms: Arc::new(outbox.clone()),
             clock,
             policy,
