@@ -10,7 +10,7 @@ use crate::adapters::keys::StaticKeys;
 use crate::adapters::memory::{MemoryOutbox, MemoryStore};
 use crate::config::AuthPolicy;
 use crate::domain::CountryAllowlist;
-use crate::ports::{Clock, KeyProvider, OtpStore, SessionStore, SystemClock};
+use crate::ports::{Clock, KeyProvider, SystemClock};
 use crate::wiring::{Deps, Store};
 
 /// The variable that points tests at DynamoDB Local (set by infra/scripts/test.sh).

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use facemake::domain::{LedgerKind, OtpCode, PhoneNumber};
-use facemake::ports::{AccountStore, LedgerReader};
 use facemake::services::auth::{RefreshError, SendCodeError, SignInError};
 use facemake::testkit::Harness;
 use facemake::wiring::Store;

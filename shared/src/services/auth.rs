@@ -216,12 +216,24 @@ impl SignIn {
             // Used by a concurrent request, or replaced by a newer code.
             return Err(SignInError::CodeUsed);
         }
-        let (user, is_new_user) = match existing? {
-            Some(id) => (self.existing_user(&id).await?, false),
-            None => self.create_user(phone, now).await?,
+        let (user, is_new_user, refresh_token) = match existing? {
+            Some(id) => {
+                // Returning user: the session is stored while the profile is read.
+                let (refresh_token, record) = self.new_family(&id, now)?;
+                let (user, stored) = tokio::join!(self.existing_user(&id), self.sessions.create_session(&record));
+                stored?;
+                (user?, false, refresh_token)
+            }
+            None => {
+                let (user, is_new_user) = self.create_user(phone, now).await?;
+                let (refresh_token, record) = self.new_family(&user.id, now)?;
+                self.sessions.create_session(&record).await?;
+                (user, is_new_user, refresh_token)
+            }
         };
         tracing::info!(phone = %phone.masked(), is_new_user, "signed in");
-        Ok(self.start_session(&keys, user, is_new_user, now).await?)
+        let access_token = self.access_tokens().issue(&keys, &user.id, now)?;
+        Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user, user })
     }
 
     async fn existing_user(&self, id: &UserId) -> Result<UserAccount, PortError> {
@@ -247,25 +259,18 @@ impl SignIn {
         }
     }
 
-    async fn start_session(
-        &self,
-        keys: &AppKeys,
-        user: UserAccount,
-        is_new_user: bool,
-        now: UnixTime,
-    ) -> Result<Session, SignInError> {
+    /// A new refresh token starting a new family, and the record that stores its hash.
+    fn new_family(&self, user: &UserId, now: UnixTime) -> Result<(String, RefreshRecord), CryptoError> {
         let refresh_token = crypto::random_token()?;
         let record = RefreshRecord {
             token_hash: crypto::sha256_b64(refresh_token.as_bytes()),
-            user_id: user.id.clone(),
+            user_id: user.clone(),
             family_id: new_id(),
             family_created_at: now,
             expires_at: now + self.policy.refresh_ttl_secs,
             state: RefreshState::Active,
         };
-        self.sessions.create_session(&record).await?;
-        let access_token = self.access_tokens().issue(keys, &user.id, now)?;
-        Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user, user })
+        Ok((refresh_token, record))
     }
 
     /// Trades a refresh token for a new pair. The presented token is spent; presenting a spent token again
