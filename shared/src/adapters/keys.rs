@@ -130,3 +130,73 @@ mod tests {
         assert!(!err.contains("short-but-secret"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod secrets_manager_tests {
+    use super::*;
+    use wiremock::matchers::{body_partial_json, header, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new("k", "s", None, None, "test"))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn fetches_the_secret_once_per_container_even_under_concurrent_first_requests() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header("x-amz-target", "secretsmanager.GetSecretValue"))
+            .and(body_partial_json(serde_json::json!({"SecretId": "arn:aws:secretsmanager:us-east-1:1:secret:app"})))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ARN": "arn:aws:secretsmanager:us-east-1:1:secret:app",
+                "Name": "app",
+                "SecretString": "{\"signingKey\":\"0123456789abcdef0123456789abcdef0123\"}",
+                "VersionId": "v1"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let keys =
+            Arc::new(SecretsManagerKeys::new(client(&server.uri()), "arn:aws:secretsmanager:us-east-1:1:secret:app"));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let keys = keys.clone();
+                tokio::spawn(async move { keys.keys().await.map(|k| k.access[0].kid.clone()) })
+            })
+            .collect();
+        let expected = keys_from_secret_json(r#"{"signingKey":"0123456789abcdef0123456789abcdef0123"}"#).unwrap();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), expected.access[0].kid);
+        }
+        assert_eq!(keys.keys().await.unwrap().access[0].kid, expected.access[0].kid);
+        // `expect(1)` is verified when the server drops: one fetch for nine uses.
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_secrets_manager_is_unavailable_and_retried_on_the_next_request() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(500).set_body_json(serde_json::json!({"__type": "InternalServiceError"})),
+            )
+            .mount(&server)
+            .await;
+        let keys = SecretsManagerKeys::new(client(&server.uri()), "app");
+        let err = keys.keys().await.unwrap_err();
+        assert!(matches!(err, PortError::Unavailable { .. }), "{err}");
+        server.reset().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "SecretString": "{\"signingKey\":\"0123456789abcdef0123456789abcdef0123\"}"
+            })))
+            .mount(&server)
+            .await;
+        assert!(keys.keys().await.is_ok(), "a failed fetch is not cached");
+    }
+}
