@@ -38,6 +38,8 @@ pub struct AuthPolicy {
     pub max_codes_per_day: usize,
     pub max_attempts: u32,
     pub ip_limit_per_hour: u32,
+    /// verify-code requests per source IP per hour (stops one client burning other people's attempts).
+    pub verify_ip_limit_per_hour: u32,
     pub starter_credits: u64,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
@@ -54,6 +56,7 @@ impl Default for AuthPolicy {
             max_codes_per_day: 5,
             max_attempts: 5,
             ip_limit_per_hour: 20,
+            verify_ip_limit_per_hour: 60,
             starter_credits: 3,
             access_ttl_secs: 15 * 60,
             refresh_ttl_secs: 30 * 24 * 3600,
@@ -133,6 +136,9 @@ impl Config {
                 })
             }
         };
+        // Deployed stages must say who may sign in and who issues tokens; only the local API defaults them.
+        required(env, "ALLOWED_COUNTRIES")?;
+        required(env, "TOKEN_ISSUER")?;
         Ok(Self { stage, tables, app_secret_arn, sms, auth: AuthPolicy::from_env(env)? })
     }
 }
@@ -153,6 +159,7 @@ impl AuthPolicy {
             max_codes_per_day: number(env, "MAX_CODES_PER_DAY", d.max_codes_per_day)?,
             max_attempts: number(env, "MAX_CODE_ATTEMPTS", d.max_attempts)?,
             ip_limit_per_hour: number(env, "SEND_CODE_IP_LIMIT_PER_HOUR", d.ip_limit_per_hour)?,
+            verify_ip_limit_per_hour: number(env, "VERIFY_CODE_IP_LIMIT_PER_HOUR", d.verify_ip_limit_per_hour)?,
             starter_credits: number(env, "STARTER_CREDITS", d.starter_credits)?,
             access_ttl_secs: d.access_ttl_secs,
             refresh_ttl_secs: d.refresh_ttl_secs,
@@ -177,6 +184,7 @@ mod tests {
             ("SMS_SECRET_ARN", "arn:sms"),
             ("ALLOWED_COUNTRIES", "US,GB"),
             ("STARTER_CREDITS", "5"),
+            ("TOKEN_ISSUER", "facemake-dev"),
         ])
     }
 
@@ -192,6 +200,9 @@ mod tests {
 
     #[test]
     fn names_the_missing_variable() {
+        let mut env = full();
+        env.remove("ALLOWED_COUNTRIES");
+        assert_eq!(Config::from(&env).unwrap_err(), ConfigError::Missing("ALLOWED_COUNTRIES"));
         let mut env = full();
         env.remove("CODES_TABLE");
         let err = Config::from(&env).unwrap_err();

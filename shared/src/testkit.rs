@@ -165,7 +165,7 @@ impl Harness {
         let phone = crate::domain::PhoneNumber::parse(phone, None).unwrap_or_else(|e| panic!("phone: {e}"));
         self.plant_code(&phone, "424242").await;
         let code = crate::domain::OtpCode::parse("424242").unwrap_or_else(|e| panic!("code: {e}"));
-        self.deps.sign_in().verify(&phone, &code).await.unwrap_or_else(|e| panic!("sign-in: {e}"))
+        self.deps.sign_in().verify(&phone, &code, None).await.unwrap_or_else(|e| panic!("sign-in: {e}"))
     }
 
     /// Stores `token` as a live refresh token of `session`'s user (for fixtures that carry a fixed token).

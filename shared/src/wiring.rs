@@ -71,6 +71,7 @@ impl Deps {
     pub fn sign_in(&self) -> SignIn {
         SignIn {
             otp: self.store.clone(),
+            limiter: self.store.clone(),
             accounts: self.store.clone(),
             sessions: self.store.clone(),
             keys: self.keys.clone(),
@@ -86,4 +87,18 @@ impl Deps {
     pub fn auth_guard(&self) -> AuthGuard {
         AuthGuard { keys: self.keys.clone(), tokens: AccessTokens::for_policy(&self.policy) }
     }
+}
+
+/// A Lambda function's whole `main`: logs, configuration and adapters once per container, then `router`
+/// serving every invocation. A configuration error fails the cold start with the variable's name.
+pub async fn run_http_function(router: impl FnOnce(&Deps) -> crate::http::Router) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let deps = Deps::deployed(&config, &aws_config().await);
+    let router = router(&deps);
+    lambda_http::run(lambda_http::service_fn(|req| {
+        let router = &router;
+        async move { Ok::<_, std::convert::Infallible>(router.handle(req).await) }
+    }))
+    .await
 }

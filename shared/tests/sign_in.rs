@@ -50,7 +50,7 @@ async fn send(h: &Harness, p: &PhoneNumber) -> Result<(), SendCodeError> {
 async fn sign_in(h: &Harness, p: &PhoneNumber) -> facemake::services::auth::Session {
     send(h, p).await.unwrap();
     let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
-    h.deps.sign_in().verify(p, &code).await.unwrap()
+    h.deps.sign_in().verify(p, &code, None).await.unwrap()
 }
 
 fn wrong(code: &str) -> OtpCode {
@@ -119,12 +119,12 @@ async fn sixth_try_fails_even_with_the_right_code(h: Harness) {
     send(&h, &p).await.unwrap();
     let right = h.last_code(p.e164()).unwrap();
     for attempt in 1..=5u32 {
-        match h.deps.sign_in().verify(&p, &wrong(&right)).await {
+        match h.deps.sign_in().verify(&p, &wrong(&right), None).await {
             Err(SignInError::InvalidCode { attempts_left }) => assert_eq!(attempts_left, 5 - attempt),
             other => panic!("attempt {attempt}: {other:?}"),
         }
     }
-    let sixth = h.deps.sign_in().verify(&p, &OtpCode::parse(&right).unwrap()).await;
+    let sixth = h.deps.sign_in().verify(&p, &OtpCode::parse(&right).unwrap(), None).await;
     assert!(matches!(sixth, Err(SignInError::TooManyAttempts)), "{sixth:?}");
     assert_eq!(h.deps.store.find_by_phone(&p).await.unwrap(), None, "nobody signed in");
 }
@@ -136,7 +136,7 @@ async fn concurrent_verifications_of_one_code_sign_in_once(h: Harness) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (h, p, code) = (h.clone(), p.clone(), code.clone());
-            tokio::spawn(async move { h.deps.sign_in().verify(&p, &code).await })
+            tokio::spawn(async move { h.deps.sign_in().verify(&p, &code, None).await })
         })
         .collect();
     let mut sessions = 0;
@@ -241,7 +241,7 @@ async fn a_failed_delivery_gives_the_cooldown_back_and_leaves_no_usable_code() {
     let p = phone("+14155550101");
     h.outbox.set_failing(true);
     assert!(matches!(send(&h, &p).await, Err(SendCodeError::Delivery(_))));
-    let verify = h.deps.sign_in().verify(&p, &OtpCode::parse("000000").unwrap()).await;
+    let verify = h.deps.sign_in().verify(&p, &OtpCode::parse("000000").unwrap(), None).await;
     assert!(matches!(verify, Err(SignInError::NoCode)), "{verify:?}");
     h.outbox.set_failing(false);
     send(&h, &p).await.expect("no cooldown after a failed delivery");
@@ -251,19 +251,19 @@ async fn a_failed_delivery_gives_the_cooldown_back_and_leaves_no_usable_code() {
 async fn expired_used_and_missing_codes_each_fail_with_their_own_error() {
     let h = Harness::in_memory();
     let p = phone("+14155550102");
-    let none = h.deps.sign_in().verify(&p, &OtpCode::parse("123456").unwrap()).await;
+    let none = h.deps.sign_in().verify(&p, &OtpCode::parse("123456").unwrap(), None).await;
     assert!(matches!(none, Err(SignInError::NoCode)), "{none:?}");
 
     send(&h, &p).await.unwrap();
     let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
     h.clock.advance(300);
-    assert!(matches!(h.deps.sign_in().verify(&p, &code).await, Err(SignInError::CodeExpired)));
+    assert!(matches!(h.deps.sign_in().verify(&p, &code, None).await, Err(SignInError::CodeExpired)));
 
     h.clock.advance(60);
     send(&h, &p).await.unwrap();
     let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
-    h.deps.sign_in().verify(&p, &code).await.unwrap();
-    assert!(matches!(h.deps.sign_in().verify(&p, &code).await, Err(SignInError::CodeUsed)));
+    h.deps.sign_in().verify(&p, &code, None).await.unwrap();
+    assert!(matches!(h.deps.sign_in().verify(&p, &code, None).await, Err(SignInError::CodeUsed)));
 }
 
 #[tokio::test]
@@ -276,9 +276,9 @@ async fn a_new_code_replaces_the_old_one() {
     send(&h, &p).await.unwrap();
     let new = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
     if old != new {
-        assert!(matches!(h.deps.sign_in().verify(&p, &old).await, Err(SignInError::InvalidCode { .. })));
+        assert!(matches!(h.deps.sign_in().verify(&p, &old, None).await, Err(SignInError::InvalidCode { .. })));
     }
-    assert!(h.deps.sign_in().verify(&p, &new).await.is_ok());
+    assert!(h.deps.sign_in().verify(&p, &new, None).await.is_ok());
 }
 
 #[tokio::test]
@@ -308,4 +308,41 @@ async fn refresh_tokens_are_stored_hashed_and_expire() {
     assert!(matches!(auth.refresh(&session.refresh_token).await, Err(RefreshError::Invalid)));
     assert!(matches!(auth.refresh("not-a-token").await, Err(RefreshError::Invalid)));
     assert!(matches!(auth.refresh(&session.access_token).await, Err(RefreshError::Invalid)), "access ≠ refresh");
+}
+
+#[tokio::test]
+async fn one_address_cannot_burn_through_everyones_attempts() {
+    let h = Harness::in_memory();
+    let wrong_code = OtpCode::parse("000000").unwrap();
+    for i in 0..60 {
+        let p = phone(&format!("+1415555{:04}", 3000 + i));
+        let r = h.deps.sign_in().verify(&p, &wrong_code, Some("203.0.113.50")).await;
+        assert!(matches!(r, Err(SignInError::NoCode)), "{r:?}");
+    }
+    let p = phone("+14155553999");
+    let refused = h.deps.sign_in().verify(&p, &wrong_code, Some("203.0.113.50")).await;
+    assert!(matches!(refused, Err(SignInError::RateLimited { .. })), "{refused:?}");
+    let other = h.deps.sign_in().verify(&p, &wrong_code, Some("203.0.113.51")).await;
+    assert!(matches!(other, Err(SignInError::NoCode)), "other addresses unaffected: {other:?}");
+}
+
+#[tokio::test]
+async fn a_secrets_outage_does_not_cost_an_attempt() {
+    struct Down;
+    #[async_trait::async_trait]
+    impl facemake::ports::KeyProvider for Down {
+        async fn keys(&self) -> Result<Arc<facemake::ports::AppKeys>, facemake::ports::PortError> {
+            Err(facemake::ports::PortError::unavailable("secrets", "down"))
+        }
+    }
+    let h = Harness::in_memory();
+    let p = phone("+14155550106");
+    send(&h, &p).await.unwrap();
+    let code = OtpCode::parse(&h.last_code(p.e164()).unwrap()).unwrap();
+    let mut broken = h.deps.sign_in();
+    broken.keys = Arc::new(Down);
+    for _ in 0..6 {
+        assert!(matches!(broken.verify(&p, &code, None).await, Err(SignInError::Port(_))));
+    }
+    assert!(h.deps.sign_in().verify(&p, &code, None).await.is_ok(), "all five attempts are still there");
 }

@@ -37,22 +37,34 @@ async fn get_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Respon
     Ok(json(StatusCode::OK, &UserView::from(&account)))
 }
 
-/// Only allow-listed fields are writable: anything else is refused, not ignored.
+/// Only allow-listed fields are writable: anything else is refused, not ignored. An absent field is left
+/// as it is; `null` clears it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PatchMe {
-    display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    display_name: Option<Option<String>>,
+}
+
+/// `Some(value)` for a field that is present, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.user(&req).await?;
     let patch: PatchMe = json_body(&req)?;
-    let name = patch
-        .display_name
-        .as_deref()
-        .map(DisplayName::parse)
-        .transpose()
-        .map_err(|e| ApiError::validation("displayName", e.to_string()))?;
-    let account = state.account.set_display_name(&user, name).await?.ok_or_else(gone)?;
+    let account = match patch.display_name {
+        None => state.account.get(&user).await?,
+        Some(name) => {
+            let name = name
+                .as_deref()
+                .map(DisplayName::parse)
+                .transpose()
+                .map_err(|e| ApiError::validation("displayName", e.to_string()))?;
+            state.account.set_display_name(&user, name).await?
+        }
+    }
+    .ok_or_else(gone)?;
     Ok(json(StatusCode::OK, &UserView::from(&account)))
 }

@@ -42,6 +42,8 @@ async fn patch_me_sets_the_display_name_and_only_that() {
     );
     let too_long = router(&h).handle(patch(&format!(r#"{{"displayName":"{}"}}"#, "x".repeat(51)))).await;
     assert_eq!(body_json(&too_long)["error"]["details"][0]["field"], "displayName");
+    let unchanged = router(&h).handle(patch("{}")).await;
+    assert_eq!(body_json(&unchanged)["displayName"], "Ada", "an absent field is left alone");
     let cleared = router(&h).handle(patch(r#"{"displayName": null}"#)).await;
     assert_eq!(body_json(&cleared)["displayName"], serde_json::Value::Null);
     let me = router(&h).handle(with_bearer(event("get-me.json"), &session.access_token)).await;

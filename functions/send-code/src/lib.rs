@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use facemake::domain::PhoneNumber;
-use facemake::http::{json, json_body, source_ip, ApiError, PathParams, Request, Response, Router};
+use facemake::http::{json, json_body, parse_phone, source_ip, ApiError, PathParams, Request, Response, Router};
 use facemake::services::auth::SendCode;
 use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
@@ -39,16 +38,7 @@ struct SendCodeResponse {
 
 async fn send_code(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<lambda_http::Body>, ApiError> {
     let body: SendCodeRequest = json_body(&req)?;
-    let phone = PhoneNumber::parse(&body.phone, body.country.as_deref()).map_err(|e| {
-        ApiError::validation(
-            if body.country.is_some() && e == facemake::domain::PhoneError::UnknownCountry {
-                "country"
-            } else {
-                "phone"
-            },
-            e.to_string(),
-        )
-    })?;
+    let phone = parse_phone(&body.phone, body.country.as_deref())?;
     let sent = state.send_code.send(&phone, source_ip(&req).as_deref()).await?;
     Ok(json(
         StatusCode::ACCEPTED,

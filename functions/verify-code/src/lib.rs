@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use facemake::domain::{OtpCode, PhoneNumber};
+use facemake::domain::OtpCode;
 use facemake::http::views::SessionView;
 use facemake::http::{
-    json, json_body, no_content, optional_json_body, ApiError, AuthGuard, PathParams, Request, Response, Router,
+    json, json_body, no_content, optional_json_body, parse_phone, source_ip, ApiError, AuthGuard, PathParams, Request,
+    Response, Router,
 };
 use facemake::services::auth::SignIn;
 use facemake::wiring::Deps;
@@ -45,10 +46,9 @@ struct VerifyRequest {
 
 async fn verify_code(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let body: VerifyRequest = json_body(&req)?;
-    let phone = PhoneNumber::parse(&body.phone, body.country.as_deref())
-        .map_err(|e| ApiError::validation("phone", e.to_string()))?;
+    let phone = parse_phone(&body.phone, body.country.as_deref())?;
     let code = OtpCode::parse(&body.code).map_err(|e| ApiError::validation("code", e.to_string()))?;
-    let session = state.sign_in.verify(&phone, &code).await?;
+    let session = state.sign_in.verify(&phone, &code, source_ip(&req).as_deref()).await?;
     Ok(json(StatusCode::OK, &SessionView::from(&session)))
 }
 

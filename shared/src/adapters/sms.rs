@@ -38,11 +38,11 @@ pub struct TwilioSms {
     credentials: Credentials,
 }
 
-/// Twilio's error body (`{"code": 21211, "message": "...", "status": 400}`).
+/// Twilio's error body (`{"code": 21211, "message": "...", "status": 400}`). Only the numeric code is kept:
+/// Twilio's message often quotes the full phone number, which must not reach a log.
 #[derive(Deserialize)]
 struct TwilioError {
     code: Option<u32>,
-    message: Option<String>,
 }
 
 impl TwilioSms {
@@ -127,12 +127,10 @@ impl SmsSender for TwilioSms {
         if status.is_success() {
             return Ok(());
         }
-        let detail: Option<TwilioError> = response.json().await.ok();
-        let (code, message) = detail.map_or((None, None), |d| (d.code, d.message));
+        let code = response.json::<TwilioError>().await.ok().and_then(|d| d.code);
         let reason = format!(
-            "twilio answered {status} (code {}): {}",
-            code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-            message.unwrap_or_default()
+            "twilio answered {status} (error code {}, see twilio.com/docs/api/errors)",
+            code.map_or_else(|| "-".to_owned(), |c| c.to_string())
         );
         if status.as_u16() == 429 || status.is_server_error() {
             Err(PortError::unavailable("sms", reason))
@@ -198,7 +196,7 @@ mod tests {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(400).set_body_json(
-                serde_json::json!({"code": 21211, "message": "The 'To' number is not valid.", "status": 400}),
+                serde_json::json!({"code": 21211, "message": "The 'To' number +14155550123 is not a valid phone number.", "status": 400}),
             ))
             .up_to_n_times(1)
             .mount(&server)
@@ -211,6 +209,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("21211"), "{text}");
         assert!(!text.contains("tok-secret") && !text.contains("123456"), "{text}");
+        assert!(!text.contains("4155550123"), "Twilio's message quotes the number: {text}");
 
         let err = sms.send(&phone(), "Your code is 123456").await.unwrap_err();
         assert!(matches!(err, PortError::Unavailable { .. }), "{err}");

@@ -204,6 +204,9 @@ impl From<SignInError> for ApiError {
             SignInError::TooManyAttempts => {
                 Self::new(ErrorCode::TooManyAttempts, "Too many wrong codes. Request a new code.")
             }
+            SignInError::RateLimited { retry_after_secs } => {
+                Self::rate_limited(retry_after_secs, "Too many attempts from this network. Please wait and try again.")
+            }
             SignInError::Port(p) => p.into(),
             SignInError::Crypto(c) => Self::internal(&c),
             SignInError::Token(t) => Self::internal(&t),

@@ -9,7 +9,7 @@ pub mod views;
 
 pub use auth::AuthGuard;
 pub use error::{ApiError, ErrorCode, FieldError};
-pub use request::{json_body, optional_json_body, request_id, source_ip, JSON_BODY_LIMIT};
+pub use request::{json_body, optional_json_body, parse_phone, request_id, source_ip, JSON_BODY_LIMIT};
 pub use router::{json, no_content, PathParams, Router};
 
 pub use lambda_http::{Body, Request, Response};

@@ -4,6 +4,15 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, ErrorCode};
 
+/// Parses the `phone` (and optional `country`) fields of a request body, naming the faulty field.
+pub fn parse_phone(phone: &str, country: Option<&str>) -> Result<crate::domain::PhoneNumber, ApiError> {
+    use crate::domain::{PhoneError, PhoneNumber};
+    PhoneNumber::parse(phone, country).map_err(|e| {
+        let field = if e == PhoneError::UnknownCountry { "country" } else { "phone" };
+        ApiError::validation(field, e.to_string())
+    })
+}
+
 /// The largest JSON body a JSON route accepts.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
@@ -53,23 +62,36 @@ fn check_size(bytes: &[u8]) -> Result<(), ApiError> {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => {
-                // serde's message names the field and the expectation ("missing field `phone`"); it never
-                // echoes values, so it is safe to show.
-                let message = e.to_string();
-                let message = message.split(" at line ").next().unwrap_or("invalid body").to_owned();
-                let field = message.split('`').nth(1).unwrap_or("body").to_owned();
-                ApiError {
-                    details: vec![super::FieldError { field, message: message.clone() }],
-                    ..ApiError::new(ErrorCode::ValidationError, message)
-                }
-            }
-            _ => ApiError::new(ErrorCode::MalformedJson, "The body is not valid JSON."),
-        }
-    })
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
+    deserializer.end().map_err(|_| ApiError::new(ErrorCode::MalformedJson, "The body is not valid JSON."))?;
+    Ok(value)
+}
+
+/// A body that is JSON but not the expected shape: name the field, never echo the value (serde's own
+/// messages quote it, and it may be a code or a token).
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    if !matches!(e.inner().classify(), serde_json::error::Category::Data) {
+        return ApiError::new(ErrorCode::MalformedJson, "The body is not valid JSON.");
+    }
+    let inner = e.inner().to_string();
+    // "missing field `phone`" / "unknown field `x`, expected ...": the field is the quoted name.
+    let quoted = inner.split('`').nth(1).map(str::to_owned);
+    let path = e.path().to_string();
+    let (field, message) = if inner.starts_with("missing field") {
+        let name = quoted.unwrap_or_default();
+        let field = if path == "." { name } else { format!("{path}.{name}") };
+        (field.clone(), format!("{field} is required"))
+    } else if inner.starts_with("unknown field") {
+        let name = quoted.unwrap_or_default();
+        let field = if path == "." { name } else { format!("{path}.{name}") };
+        (field.clone(), format!("{field} is not a field of this request"))
+    } else if path == "." || path.starts_with('[') {
+        ("body".to_owned(), "the body must be a JSON object".to_owned())
+    } else {
+        (path.clone(), format!("{path} has the wrong type"))
+    };
+    ApiError::validation(&field, message)
 }
 
 /// Parses a required JSON body: content type `application/json`, at most 64 KiB, well-formed, of the
@@ -133,9 +155,14 @@ mod tests {
         let missing = json_body::<Phone>(&req(Some("application/json"), r#"{"phone_number":"+1"}"#)).unwrap_err();
         assert_eq!(missing.code, ErrorCode::ValidationError);
         assert_eq!(missing.details[0].field, "phone");
-        let wrong_type = json_body::<Phone>(&req(Some("application/json"), r#"{"phone":5}"#)).unwrap_err();
+        let wrong_type = json_body::<Phone>(&req(Some("application/json"), r#"{"phone":415555}"#)).unwrap_err();
         assert_eq!(wrong_type.code, ErrorCode::ValidationError);
-        assert!(!wrong_type.message.contains("line"), "{}", wrong_type.message);
+        assert_eq!(wrong_type.details[0].field, "phone");
+        assert!(!wrong_type.message.contains("415555"), "the value is not echoed: {}", wrong_type.message);
+        let not_object = json_body::<Phone>(&req(Some("application/json"), "[1]")).unwrap_err();
+        assert_eq!((not_object.code, not_object.details[0].field.as_str()), (ErrorCode::ValidationError, "body"));
+        let trailing = json_body::<Phone>(&req(Some("application/json"), r#"{"phone":"+1"} x"#)).unwrap_err();
+        assert_eq!(trailing.code, ErrorCode::MalformedJson);
     }
 
     #[test]

@@ -154,6 +154,8 @@ pub enum SignInError {
     CodeUsed,
     #[error("too many wrong codes")]
     TooManyAttempts,
+    #[error("too many verifications from this address; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Port(#[from] PortError),
     #[error(transparent)]
@@ -177,6 +179,7 @@ pub enum RefreshError {
 /// Code verification, first-sign-in account creation, and the session (token) lifecycle.
 pub struct SignIn {
     pub otp: Arc<dyn OtpStore>,
+    pub limiter: Arc<dyn RateLimiter>,
     pub accounts: Arc<dyn AccountStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub keys: Arc<dyn KeyProvider>,
@@ -190,19 +193,31 @@ impl SignIn {
     }
 
     /// Checks `code` for `phone`; on success signs the user in, creating the account on first sign-in.
-    pub async fn verify(&self, phone: &PhoneNumber, code: &OtpCode) -> Result<Session, SignInError> {
+    pub async fn verify(
+        &self,
+        phone: &PhoneNumber,
+        code: &OtpCode,
+        source_ip: Option<&str>,
+    ) -> Result<Session, SignInError> {
         let now = self.clock.now();
         let max = self.policy.max_attempts;
+        let ip_key = format!("verify-code:ip:{}", source_ip.unwrap_or("unknown"));
+        // Keys first (cached after the first request): an outage must not cost the user an attempt.
+        let (ip, keys) =
+            tokio::join!(self.limiter.hit(&ip_key, HOUR, self.policy.verify_ip_limit_per_hour, now), self.keys.keys());
+        let keys = keys?;
+        if let RateDecision::Limited { retry_after_secs } = ip? {
+            tracing::warn!(phone = %phone.masked(), "verify-code refused: source IP over its hourly cap");
+            return Err(SignInError::RateLimited { retry_after_secs });
+        }
         // The attempt is counted before the comparison, atomically, so parallel guesses cannot exceed the limit.
-        let (reserved, keys) = tokio::join!(self.otp.reserve_attempt(phone, max, now), self.keys.keys());
-        let record = match reserved? {
+        let record = match self.otp.reserve_attempt(phone, max, now).await? {
             AttemptOutcome::Reserved(r) => r,
             AttemptOutcome::NoCode => return Err(SignInError::NoCode),
             AttemptOutcome::Used => return Err(SignInError::CodeUsed),
             AttemptOutcome::Expired => return Err(SignInError::CodeExpired),
             AttemptOutcome::Exhausted => return Err(SignInError::TooManyAttempts),
         };
-        let keys = keys?;
         let (Some(code_id), Some(stored)) = (record.code_id.as_deref(), record.code_hash.as_deref()) else {
             return Err(SignInError::NoCode);
         };
@@ -213,8 +228,10 @@ impl SignIn {
         }
         let (consumed, existing) = tokio::join!(self.otp.consume(phone, code_id), self.accounts.find_by_phone(phone));
         if consumed? == Written::Conflict {
-            // Used by a concurrent request, or replaced by a newer code.
-            return Err(SignInError::CodeUsed);
+            // Used by a concurrent request, or replaced by a newer code since the attempt: tell which.
+            let current = self.otp.load(phone).await?;
+            let used = current.is_some_and(|r| r.used && r.code_id.as_deref() == Some(code_id));
+            return Err(if used { SignInError::CodeUsed } else { SignInError::NoCode });
         }
         let (user, is_new_user, refresh_token) = match existing? {
             Some(id) => {

@@ -177,9 +177,12 @@ impl AccountStore for DynamoStore {
         match result {
             Ok(_) => Ok(CreateOutcome::Created(account(profile, Some(balance_item)))),
             Err(e) => match e.into_service_error() {
+                // The phone entry exists (condition), or a concurrent first sign-in is writing it (conflict).
                 TransactWriteItemsError::TransactionCanceledException(c)
-                    if cancellation_codes(c.cancellation_reasons()).first()
-                        == Some(&Some("ConditionalCheckFailed")) =>
+                    if matches!(
+                        cancellation_codes(c.cancellation_reasons()).first(),
+                        Some(Some("ConditionalCheckFailed" | "TransactionConflict"))
+                    ) =>
                 {
                     let existing = self
                         .find_by_phone(&user.phone)
