@@ -210,3 +210,27 @@ async fn tampered_expired_misaddressed_and_unsigned_tokens_are_401() {
         assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("INVALID_TOKEN")), "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_send_code_over_http_sends_one_text_on_dynamodb_local() {
+    let api = Arc::new(Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await);
+    let phone = "+14155550125";
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.post("/v1/auth/send-code", json!({"phone": phone}), None).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"]["code"], "RATE_LIMITED");
+        }
+        statuses.push(status.as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [202, 429, 429, 429, 429, 429, 429, 429, 429, 429]);
+    let (_, messages) = api.get("/_local/messages?phone=%2B14155550125", None).await;
+    assert_eq!(messages["items"].as_array().unwrap().len(), 1, "exactly one code sent");
+}
