@@ -18,7 +18,8 @@ start)
   lib="$(dirname "$jar")/DynamoDBLocal_lib"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
   # -inMemory: nothing touches the disk and every run starts empty.
-  nohup java -Xmx512m -Djava.library.path="$lib" -jar "$jar" -inMemory -port "$port" -disableTelemetry \
+  # -sharedDb: one database whatever the access key and region (by default each key sees its own tables).
+  nohup java -Xmx512m -Djava.library.path="$lib" -jar "$jar" -inMemory -sharedDb -port "$port" -disableTelemetry \
     >"$state/dynamodb-local.log" 2>&1 &
   echo $! >"$state/dynamodb-local.pid"
   for _ in $(seq 1 120); do

@@ -53,6 +53,20 @@ impl Deps {
         }
     }
 
+    /// [`Deps::deployed`] with DynamoDB and Secrets Manager at explicit endpoints (tests against local
+    /// stand-ins; in Lambda the SDK's own endpoint resolution is used).
+    pub fn deployed_with_endpoints(
+        config: &Config,
+        sdk: &aws_config::SdkConfig,
+        dynamodb: &str,
+        secrets_manager: &str,
+    ) -> Self {
+        let sdk_for = |endpoint: &str| sdk.to_builder().endpoint_url(endpoint).build();
+        let mut deps = Self::deployed(config, &sdk_for(secrets_manager));
+        deps.store = Arc::new(Self::dynamo(&sdk_for(dynamodb), config.tables.clone()));
+        deps
+    }
+
     pub fn dynamo(sdk: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
         DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), tables)
     }

@@ -176,6 +176,8 @@ impl AccountStore for DynamoStore {
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         match result {
             Ok(_) => Ok(CreateOutcome::Created(account(profile, Some(balance_item)))),
+            // Timeouts and network failures are retryable (503), not service answers.
+            Err(e) if e.as_service_error().is_none() => Err(super::sdk_error("users", e)),
             Err(e) => match e.into_service_error() {
                 // The phone entry exists (condition), or a concurrent first sign-in is writing it (conflict).
                 TransactWriteItemsError::TransactionCanceledException(c)
@@ -194,9 +196,7 @@ impl AccountStore for DynamoStore {
                     "users",
                     format!("create cancelled: {:?}", cancellation_codes(c.cancellation_reasons())),
                 )),
-                other => {
-                    Err(PortError::internal("users", aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()))
-                }
+                other => Err(PortError::internal("users", super::service_error_text(&other))),
             },
         }
     }

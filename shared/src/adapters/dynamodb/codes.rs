@@ -88,15 +88,15 @@ impl OtpStore for DynamoStore {
                 let item = out.attributes.ok_or_else(|| PortError::internal("codes", "update returned no item"))?;
                 Ok(AttemptOutcome::Reserved(from_item::<OtpItem>("codes", item)?.record))
             }
+            // Timeouts and network failures are retryable (503), not service answers.
+            Err(e) if e.as_service_error().is_none() => Err(super::sdk_error("codes", e)),
             Err(e) => match e.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(failed) => {
                     let old = failed.item.map(|i| from_item::<OtpItem>("codes", i)).transpose()?.map(|i| i.record);
                     // The condition failed, so some refusal applies; NoCode covers a record without a code.
                     Ok(otp_refusal(old.as_ref(), max_attempts, now).unwrap_or(AttemptOutcome::NoCode))
                 }
-                other => {
-                    Err(PortError::internal("codes", aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()))
-                }
+                other => Err(PortError::internal("codes", super::service_error_text(&other))),
             },
         }
     }

@@ -82,12 +82,21 @@ where
         ),
         _ => false,
     };
-    let text = DisplayErrorContext(err).to_string();
+    // Service errors: their code and message only (the raw response's headers add nothing to a log line).
+    let text = match &err {
+        SdkError::ServiceError(e) => service_error_text(e.err()),
+        other => DisplayErrorContext(other).to_string(),
+    };
     if retryable {
         PortError::unavailable(what, text)
     } else {
         PortError::internal(what, text)
     }
+}
+
+/// `Code: message` of a DynamoDB service error.
+pub(crate) fn service_error_text(e: &impl ProvideErrorMetadata) -> String {
+    format!("{}: {}", e.code().unwrap_or("UnknownError"), e.message().unwrap_or("no message"))
 }
 
 pub(crate) fn from_item<T: serde::de::DeserializeOwned>(what: &'static str, item: Item) -> Result<T, PortError> {

@@ -136,6 +136,8 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(RotateOutcome::Rotated),
+            // Timeouts and network failures are retryable (503), not service answers.
+            Err(e) if e.as_service_error().is_none() => Err(super::sdk_error("sessions", e)),
             Err(e) => match e.into_service_error() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let codes = cancellation_codes(c.cancellation_reasons());
@@ -149,10 +151,7 @@ impl SessionStore for DynamoStore {
                         _ => Err(PortError::unavailable("sessions", format!("rotation cancelled: {codes:?}"))),
                     }
                 }
-                other => Err(PortError::internal(
-                    "sessions",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string(),
-                )),
+                other => Err(PortError::internal("sessions", super::service_error_text(&other))),
             },
         }
     }
