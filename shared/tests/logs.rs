@@ -1,0 +1,69 @@
+//! Captures every log line of a sign-in journey (JSON, at TRACE, as deployed but more verbose) and checks
+//! that no code, token, key or full phone number is in it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use facemake::domain::{OtpCode, PhoneNumber};
+use facemake::testkit::{Harness, TEST_MASTER_KEY};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_journey_logs_no_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        // No timestamps: their microseconds could match a six-digit code by chance.
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::in_memory();
+    let phone = PhoneNumber::parse("+14155550199", None).unwrap();
+    let send = h.deps.send_code();
+    send.send(&phone, Some("198.51.100.7")).await.unwrap();
+    let _ = send.send(&phone, Some("198.51.100.7")).await; // cooldown refusal
+    let code = h.last_code(phone.e164()).unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let auth = h.deps.sign_in();
+    let _ = auth.verify(&phone, &OtpCode::parse(wrong).unwrap(), None).await;
+    let session = auth.verify(&phone, &OtpCode::parse(&code).unwrap(), None).await.unwrap();
+    let rotated = auth.refresh(&session.refresh_token).await.unwrap();
+    let _ = auth.refresh(&session.refresh_token).await; // reuse: family revoked, logged as a warning
+    auth.logout(&session.user.id, Some(&rotated.refresh_token), true).await.unwrap();
+    h.outbox.set_failing(true);
+    h.clock.advance(61);
+    let _ = send.send(&phone, None).await; // delivery failure path
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("sign-in code sent") && logs.contains("refresh token reused"),
+        "the journey was logged:\n{logs}"
+    );
+    assert!(logs.contains("+1••••••0199"), "numbers appear masked");
+    for (what, secret) in [
+        ("code", code.as_str()),
+        ("full phone number", "4155550199"),
+        ("access token", session.access_token.as_str()),
+        ("refresh token", session.refresh_token.as_str()),
+        ("rotated refresh token", rotated.refresh_token.as_str()),
+        ("master key", std::str::from_utf8(TEST_MASTER_KEY).unwrap()),
+    ] {
+        assert!(!logs.contains(secret), "the {what} reached the logs:\n{logs}");
+    }
+}
