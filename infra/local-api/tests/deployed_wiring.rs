@@ -27,6 +27,17 @@ async fn secret(server: &MockServer, arn: &str, value: serde_json::Value) {
         .await;
 }
 
+/// The SDK configuration Lambda would load: a region and the role's credentials.
+fn sdk() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("k", "s", None, None, "test"),
+        ))
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_through_the_deployed_adapters() {
     facemake::telemetry::init();
@@ -65,15 +76,9 @@ async fn sign_in_through_the_deployed_adapters() {
     ]);
     let config = Config::from(&env).unwrap();
 
-    // One SDK configuration, with DynamoDB and Secrets Manager at their stand-ins, as Lambda would load it.
+    // DynamoDB and Secrets Manager at their stand-ins.
     let dynamodb_endpoint = std::env::var(facemake::testkit::DYNAMODB_ENDPOINT_VAR).unwrap();
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("k", "s", None, None, "test"),
-        ))
-        .build();
+    let sdk = sdk();
     let deps = Deps::deployed_with_endpoints(&config, &sdk, &dynamodb_endpoint, &secrets.uri());
 
     let send = send_code::router(Arc::new(send_code::State::new(&deps)));
@@ -116,13 +121,7 @@ async fn an_unreachable_database_is_503_not_500() {
         ("TOKEN_ISSUER", "facemake-dev"),
     ]);
     let config = Config::from(&env).unwrap();
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("k", "s", None, None, "test"),
-        ))
-        .build();
+    let sdk = sdk();
     // Port 9 (discard) refuses connections on loopback.
     let deps = Deps::deployed_with_endpoints(&config, &sdk, "http://127.0.0.1:9", &secrets.uri());
     let verify = verify_code::router(Arc::new(verify_code::State::new(&deps)));
