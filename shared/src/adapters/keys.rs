@@ -32,11 +32,6 @@ impl StaticKeys {
     pub fn new(master: &[u8]) -> Self {
         Self(keys_from_master(master, None))
     }
-
-    /// Keys from a fresh random master: tokens do not survive a restart, which suits the local API.
-    pub fn random() -> Result<Self, crate::crypto::CryptoError> {
-        Ok(Self::new(&crate::crypto::random_bytes::<32>()?))
-    }
 }
 
 #[async_trait]

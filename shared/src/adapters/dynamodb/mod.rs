@@ -40,10 +40,6 @@ impl DynamoStore {
         Self { client, tables }
     }
 
-    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
-        &self.client
-    }
-
     pub fn tables(&self) -> &Tables {
         &self.tables
     }
