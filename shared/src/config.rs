@@ -27,6 +27,7 @@ pub struct Tables {
     pub credits: String,
     pub codes: String,
     pub sessions: String,
+    pub catalogue: String,
 }
 
 /// Where sign-in texts go.
@@ -73,6 +74,66 @@ impl Default for AuthPolicy {
     }
 }
 
+/// How the catalogue is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueConfig {
+    /// How long a container serves the catalogue from memory before reading it again.
+    pub cache_ttl_secs: i64,
+    /// Where template previews are published; a template's relative `preview` path is resolved against it.
+    pub preview_base_url: String,
+}
+
+impl Default for CatalogueConfig {
+    fn default() -> Self {
+        Self { cache_ttl_secs: 60, preview_base_url: "http://127.0.0.1:3000/_local/previews/".to_owned() }
+    }
+}
+
+/// A consumable In-App Purchase product and the credits it buys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditProduct {
+    pub product_id: String,
+    pub credits: u64,
+}
+
+/// Which App Store environment a stage accepts signed data from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppStoreEnvironment {
+    Sandbox,
+    Production,
+}
+
+/// Apple Root CA - G3, which every App Store signing chain ends in (SHA-256 fingerprint
+/// 63:34:3A:BF:B8:9A:6A:03:EB:B5:7E:9B:3F:5F:A7:BE:7C:4F:5C:75:6F:30:17:B3:A8:C4:88:C3:65:3E:91:79).
+pub const APPLE_ROOT_CA_G3: &[u8] = include_bytes!("../certs/AppleRootCA-G3.cer");
+
+/// How signed App Store data is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStoreConfig {
+    pub bundle_id: String,
+    pub environment: AppStoreEnvironment,
+    /// The app's Apple ID; required for Production (notifications carry it).
+    pub app_apple_id: Option<i64>,
+    /// Trusted root certificates (DER). Apple Root CA G3 unless configured otherwise.
+    pub root_certs: Vec<Vec<u8>>,
+    /// Refuse transactions without an `appAccountToken` (one that is present must always match the user).
+    pub require_account_token: bool,
+}
+
+/// Credits and purchases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditsConfig {
+    pub products: Vec<CreditProduct>,
+    pub app_store: AppStoreConfig,
+}
+
+impl CreditsConfig {
+    /// The credits one unit of `product_id` buys, if it is a configured product.
+    pub fn credits_for(&self, product_id: &str) -> Option<u64> {
+        self.products.iter().find(|p| p.product_id == product_id).map(|p| p.credits)
+    }
+}
+
 /// Everything a function needs, read from the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,6 +142,8 @@ pub struct Config {
     pub app_secret_arn: String,
     pub sms: SmsConfig,
     pub auth: AuthPolicy,
+    pub catalogue: CatalogueConfig,
+    pub credits: CreditsConfig,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -129,6 +192,7 @@ impl Config {
             credits: required(env, "CREDITS_TABLE")?,
             codes: required(env, "CODES_TABLE")?,
             sessions: required(env, "SESSIONS_TABLE")?,
+            catalogue: required(env, "CATALOGUE_TABLE")?,
         };
         let app_secret_arn = required(env, "APP_SECRET_ARN")?;
         let sms = match env.var("SMS_PROVIDER").as_deref().unwrap_or("twilio") {
@@ -146,8 +210,103 @@ impl Config {
         // Deployed stages must say who may sign in and who issues tokens; only the local API defaults them.
         required(env, "ALLOWED_COUNTRIES")?;
         required(env, "TOKEN_ISSUER")?;
-        Ok(Self { stage, tables, app_secret_arn, sms, auth: AuthPolicy::from_env(env)? })
+        let catalogue = CatalogueConfig {
+            cache_ttl_secs: number(env, "CATALOGUE_CACHE_SECONDS", CatalogueConfig::default().cache_ttl_secs)?,
+            preview_base_url: base_url(&required(env, "PREVIEW_BASE_URL")?)?,
+        };
+        let credits = CreditsConfig { products: products(env)?, app_store: AppStoreConfig::from_env(env)? };
+        Ok(Self { stage, tables, app_secret_arn, sms, auth: AuthPolicy::from_env(env)?, catalogue, credits })
     }
+}
+
+/// An absolute http(s) URL, with a trailing slash so relative paths resolve under it.
+fn base_url(value: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid { var: "PREVIEW_BASE_URL", reason: reason.to_owned() };
+    let url = url::Url::parse(value).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid("must be an http(s) URL"));
+    }
+    Ok(if value.ends_with('/') { value.to_owned() } else { format!("{value}/") })
+}
+
+/// `CREDIT_PRODUCTS`: `productId=credits` pairs separated by commas.
+fn products(env: &dyn Env) -> Result<Vec<CreditProduct>, ConfigError> {
+    const VAR: &str = "CREDIT_PRODUCTS";
+    let invalid = |reason: String| ConfigError::Invalid { var: VAR, reason };
+    let mut products: Vec<CreditProduct> = Vec::new();
+    for pair in required(env, VAR)?.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, credits) =
+            pair.split_once('=').ok_or_else(|| invalid(format!("`{pair}` is not productId=credits")))?;
+        let credits: u64 = credits.trim().parse().map_err(|_| invalid(format!("`{pair}`: credits is not a number")))?;
+        let id = id.trim();
+        if id.is_empty() || credits == 0 {
+            return Err(invalid(format!("`{pair}`: needs a product id and at least 1 credit")));
+        }
+        if products.iter().any(|p| p.product_id == id) {
+            return Err(invalid(format!("`{id}` is listed twice")));
+        }
+        products.push(CreditProduct { product_id: id.to_owned(), credits });
+    }
+    if products.is_empty() {
+        return Err(invalid("no products".to_owned()));
+    }
+    Ok(products)
+}
+
+impl AppStoreConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let environment = match required(env, "APP_STORE_ENVIRONMENT")?.as_str() {
+            "Sandbox" => AppStoreEnvironment::Sandbox,
+            "Production" => AppStoreEnvironment::Production,
+            // Xcode and LocalTesting data is not signed by Apple: the verifier skips the signature for them, so
+            // a deployed stage must never accept them.
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "APP_STORE_ENVIRONMENT",
+                    reason: format!("`{other}` is not Sandbox or Production"),
+                })
+            }
+        };
+        let app_apple_id = match env.var("APP_STORE_APP_APPLE_ID") {
+            None if environment == AppStoreEnvironment::Production => {
+                return Err(ConfigError::Missing("APP_STORE_APP_APPLE_ID"))
+            }
+            None => None,
+            Some(_) => Some(number(env, "APP_STORE_APP_APPLE_ID", 0i64)?),
+        };
+        Ok(Self {
+            bundle_id: required(env, "APP_STORE_BUNDLE_ID")?,
+            environment,
+            app_apple_id,
+            root_certs: root_certs(env.var("APP_STORE_ROOT_CERTS").as_deref())?,
+            require_account_token: number(env, "APP_STORE_REQUIRE_ACCOUNT_TOKEN", false)?,
+        })
+    }
+}
+
+/// `APP_STORE_ROOT_CERTS`: comma-separated entries, each `apple-root-ca-g3` or a base64 DER certificate.
+/// Unset: Apple Root CA G3 only.
+pub fn root_certs(value: Option<&str>) -> Result<Vec<Vec<u8>>, ConfigError> {
+    use base64::Engine;
+    let Some(value) = value else {
+        return Ok(vec![APPLE_ROOT_CA_G3.to_vec()]);
+    };
+    let mut roots = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "apple-root-ca-g3" {
+            roots.push(APPLE_ROOT_CA_G3.to_vec());
+        } else {
+            let der = base64::engine::general_purpose::STANDARD.decode(entry).map_err(|_| ConfigError::Invalid {
+                var: "APP_STORE_ROOT_CERTS",
+                reason: "an entry is neither apple-root-ca-g3 nor base64".to_owned(),
+            })?;
+            roots.push(der);
+        }
+    }
+    if roots.is_empty() {
+        return Err(ConfigError::Invalid { var: "APP_STORE_ROOT_CERTS", reason: "no certificates".to_owned() });
+    }
+    Ok(roots)
 }
 
 impl AuthPolicy {
@@ -187,12 +346,56 @@ mod tests {
             ("CREDITS_TABLE", "c"),
             ("CODES_TABLE", "o"),
             ("SESSIONS_TABLE", "s"),
+            ("CATALOGUE_TABLE", "t"),
             ("APP_SECRET_ARN", "arn:app"),
             ("SMS_SECRET_ARN", "arn:sms"),
             ("ALLOWED_COUNTRIES", "US,GB"),
             ("STARTER_CREDITS", "5"),
             ("TOKEN_ISSUER", "facemake-dev"),
+            ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
+            ("CREDIT_PRODUCTS", "app.facemake.credits.10=10, app.facemake.credits.50=50"),
+            ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
+            ("APP_STORE_ENVIRONMENT", "Sandbox"),
         ])
+    }
+
+    #[test]
+    fn reads_catalogue_and_credits_settings() {
+        let c = Config::from(&full()).unwrap();
+        assert_eq!(c.catalogue.preview_base_url, "https://d111.cloudfront.net/");
+        assert_eq!(c.catalogue.cache_ttl_secs, 60);
+        assert_eq!(c.credits.credits_for("app.facemake.credits.50"), Some(50));
+        assert_eq!(c.credits.credits_for("app.facemake.credits.99"), None);
+        assert_eq!(c.credits.app_store.root_certs, vec![APPLE_ROOT_CA_G3.to_vec()]);
+        assert!(!c.credits.app_store.require_account_token);
+    }
+
+    #[test]
+    fn app_store_settings_are_checked() {
+        let mut env = full();
+        env.insert("APP_STORE_ENVIRONMENT", "Xcode");
+        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { var: "APP_STORE_ENVIRONMENT", .. })));
+        env.insert("APP_STORE_ENVIRONMENT", "Production");
+        assert_eq!(Config::from(&env).unwrap_err(), ConfigError::Missing("APP_STORE_APP_APPLE_ID"));
+        env.insert("APP_STORE_APP_APPLE_ID", "1234567890");
+        assert_eq!(Config::from(&env).unwrap().credits.app_store.app_apple_id, Some(1234567890));
+        env.insert("APP_STORE_ROOT_CERTS", "apple-root-ca-g3, AAEC");
+        assert_eq!(Config::from(&env).unwrap().credits.app_store.root_certs[1], vec![0, 1, 2]);
+        env.insert("APP_STORE_ROOT_CERTS", "not base64!");
+        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { var: "APP_STORE_ROOT_CERTS", .. })));
+        let mut env = full();
+        for bad in ["", "a=0", "a", "a=1,a=2", "a=x"] {
+            env.insert("CREDIT_PRODUCTS", bad);
+            assert!(Config::from(&env).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_bundled_root_is_apple_root_ca_g3() {
+        // Published fingerprint of Apple Root CA - G3.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, APPLE_ROOT_CA_G3);
+        let fingerprint: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(fingerprint, "63343abfb89a6a03ebb57e9b3f5fa7be7c4f5c756f3017b3a8c488c3653e9179");
     }
 
     #[test]

@@ -55,6 +55,20 @@ pub fn hmac_matches(key: &[u8], parts: &[&str], expected_b64: &str) -> bool {
     constant_time::verify_slices_are_equal(actual.as_ref(), &expected).is_ok()
 }
 
+/// A 128-bit HMAC-SHA256 tag of `parts`, base64url without padding: short enough for a URL, long enough that
+/// forging one is hopeless. Used to make opaque pagination cursors tamper-evident.
+pub fn short_mac(key: &[u8], parts: &[&str]) -> String {
+    URL_SAFE_NO_PAD.encode(&hmac_raw(key, parts).as_ref()[..16])
+}
+
+/// Checks a [`short_mac`] tag in constant time.
+pub fn short_mac_matches(key: &[u8], parts: &[&str], tag: &str) -> bool {
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+        return false;
+    };
+    constant_time::verify_slices_are_equal(&hmac_raw(key, parts).as_ref()[..16], &tag).is_ok()
+}
+
 /// Derives a 32-byte subkey for one purpose from the master secret (HKDF-SHA256), so one stored secret can
 /// key several independent uses.
 pub fn derive_key(master: &[u8], purpose: &str) -> [u8; 32] {

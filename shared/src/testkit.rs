@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::adapters::dynamodb::{schema, DynamoStore};
 use crate::adapters::keys::StaticKeys;
 use crate::adapters::memory::{MemoryOutbox, MemoryStore};
-use crate::config::AuthPolicy;
+use crate::config::{
+    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, APPLE_ROOT_CA_G3,
+};
 use crate::domain::CountryAllowlist;
 use crate::ports::{Clock, KeyProvider, SystemClock};
 use crate::wiring::{Deps, Store};
@@ -53,6 +55,31 @@ pub fn policy() -> AuthPolicy {
     }
 }
 
+/// Where tests publish previews.
+pub const PREVIEW_BASE_URL: &str = "https://previews.test/";
+/// The bundle id tests sign App Store data for.
+pub const BUNDLE_ID: &str = "app.facemake.test";
+/// Credits products in tests: 10 and 50 credits.
+pub const PRODUCT_10: &str = "app.facemake.test.credits10";
+pub const PRODUCT_50: &str = "app.facemake.test.credits50";
+
+/// Sandbox settings for [`BUNDLE_ID`] trusting `roots`, with [`PRODUCT_10`] and [`PRODUCT_50`].
+pub fn credits_config(roots: Vec<Vec<u8>>) -> CreditsConfig {
+    CreditsConfig {
+        products: vec![
+            CreditProduct { product_id: PRODUCT_10.to_owned(), credits: 10 },
+            CreditProduct { product_id: PRODUCT_50.to_owned(), credits: 50 },
+        ],
+        app_store: AppStoreConfig {
+            bundle_id: BUNDLE_ID.to_owned(),
+            environment: AppStoreEnvironment::Sandbox,
+            app_apple_id: None,
+            root_certs: roots,
+            require_account_token: false,
+        },
+    }
+}
+
 /// Everything a test needs to drive services and handlers, with handles on the fakes.
 #[derive(Clone)]
 pub struct Harness {
@@ -68,8 +95,15 @@ impl Harness {
         let outbox = MemoryOutbox::new();
         let clock = ManualClock::at_wall_clock();
         let keys = Arc::new(StaticKeys::new(TEST_MASTER_KEY));
-        let deps =
-            Deps { store, keys: keys.clone(), sms: Arc::new(outbox.clone()), clock: clock.clone(), policy: policy() };
+        let deps = Deps {
+            store,
+            keys: keys.clone(),
+            sms: Arc::new(outbox.clone()),
+            clock: clock.clone(),
+            policy: policy(),
+            catalogue: CatalogueConfig { cache_ttl_secs: 60, preview_base_url: PREVIEW_BASE_URL.to_owned() },
+            credits: credits_config(vec![APPLE_ROOT_CA_G3.to_vec()]),
+        };
         Self { deps, outbox, clock, keys }
     }
 

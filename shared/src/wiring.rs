@@ -3,21 +3,38 @@
 
 use std::sync::Arc;
 
+use crate::adapters::appstore::AppStoreVerifier;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::keys::SecretsManagerKeys;
 use crate::adapters::sms::TwilioSms;
-use crate::config::{AuthPolicy, Config, SmsConfig, Tables};
+use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
 use crate::ports::{
-    AccountStore, Clock, KeyProvider, LedgerReader, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
+    AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, KeyProvider, LedgerReader, OtpStore,
+    RateLimiter, SessionStore, SmsSender, SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
+use crate::services::catalogue::CatalogueService;
+use crate::services::credits::Credits;
 use crate::tokens::AccessTokens;
 
 /// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
-pub trait Store: OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore {}
-impl<T: OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore> Store for T {}
+pub trait Store:
+    OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore + CreditsStore + CatalogueStore + FavoritesStore
+{
+}
+impl<T> Store for T where
+    T: OtpStore
+        + RateLimiter
+        + AccountStore
+        + LedgerReader
+        + SessionStore
+        + CreditsStore
+        + CatalogueStore
+        + FavoritesStore
+{
+}
 
 /// The adapters a function's services are built from.
 #[derive(Clone)]
@@ -27,6 +44,8 @@ pub struct Deps {
     pub sms: Arc<dyn SmsSender>,
     pub clock: Arc<dyn Clock>,
     pub policy: AuthPolicy,
+    pub catalogue: CatalogueConfig,
+    pub credits: CreditsConfig,
 }
 
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
@@ -50,6 +69,8 @@ impl Deps {
             sms,
             clock: Arc::new(SystemClock),
             policy: config.auth.clone(),
+            catalogue: config.catalogue.clone(),
+            credits: config.credits.clone(),
         }
     }
 
@@ -98,6 +119,22 @@ impl Deps {
         Account { accounts: self.store.clone() }
     }
 
+    /// The catalogue with its container cache: build it once per container.
+    pub fn catalogue_service(&self) -> CatalogueService {
+        CatalogueService::new(self.store.clone(), self.store.clone(), self.clock.clone(), self.catalogue.cache_ttl_secs)
+    }
+
+    /// Credits and purchases. Fails when the App Store settings cannot make a verifier (a cold-start error).
+    pub fn credits_service(&self) -> Result<Credits, String> {
+        Ok(Credits {
+            store: self.store.clone(),
+            ledger: self.store.clone(),
+            verifier: Arc::new(AppStoreVerifier::new(&self.credits.app_store)?),
+            config: self.credits.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     pub fn auth_guard(&self) -> AuthGuard {
         AuthGuard { keys: self.keys.clone(), tokens: AccessTokens::for_policy(&self.policy) }
     }
@@ -105,11 +142,13 @@ impl Deps {
 
 /// A Lambda function's whole `main`: logs, configuration and adapters once per container, then `router`
 /// serving every invocation. A configuration error fails the cold start with the variable's name.
-pub async fn run_http_function(router: impl FnOnce(&Deps) -> crate::http::Router) -> Result<(), lambda_http::Error> {
+pub async fn run_http_function(
+    router: impl FnOnce(&Deps) -> Result<crate::http::Router, lambda_http::Error>,
+) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
     let deps = Deps::deployed(&config, &aws_config().await);
-    let router = router(&deps);
+    let router = router(&deps)?;
     lambda_http::run(lambda_http::service_fn(|req| {
         let router = &router;
         async move { Ok::<_, std::convert::Infallible>(router.handle(req).await) }

@@ -2,5 +2,5 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    facemake::wiring::run_http_function(|deps| account::router(Arc::new(account::State::new(deps)))).await
+    facemake::wiring::run_http_function(|deps| Ok(account::router(Arc::new(account::State::new(deps))))).await
 }

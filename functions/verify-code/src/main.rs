@@ -2,5 +2,5 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    facemake::wiring::run_http_function(|deps| verify_code::router(Arc::new(verify_code::State::new(deps)))).await
+    facemake::wiring::run_http_function(|deps| Ok(verify_code::router(Arc::new(verify_code::State::new(deps))))).await
 }

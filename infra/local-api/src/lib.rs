@@ -6,16 +6,22 @@
 //! `FACEMAKE_BACKEND=dynamodb` the same API runs on DynamoDB (DynamoDB Local through `AWS_ENDPOINT_URL`, or
 //! a real account), creating its tables from template.yaml when they do not exist.
 
+mod app_store;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use appstore_test_chain::TestChain;
 use base64::Engine;
 use bytes::Bytes;
 use facemake::adapters::dynamodb::schema::create_tables;
 use facemake::adapters::keys::StaticKeys;
 use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
-use facemake::config::AuthPolicy;
+use facemake::config::{
+    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, APPLE_ROOT_CA_G3,
+};
 use facemake::http::Router;
 use facemake::ports::{Clock, SystemClock};
 use facemake::wiring::{aws_config, Deps, Store};
@@ -42,41 +48,93 @@ pub enum Backend {
     },
 }
 
-/// A running configuration of the local API: its router and the outbox it "sends" texts to.
+/// A running configuration of the local API: its router, the outbox it "sends" texts to, and the App Store
+/// signing chain it trusts (so a developer can sign test purchases; see `/_local/app-store/...`).
 #[derive(Clone)]
 pub struct LocalApi {
     pub router: Router,
     pub outbox: MemoryOutbox,
+    pub app_store: Arc<TestChain>,
+    pub credits: CreditsConfig,
+}
+
+/// Where the seed catalogue and its previews live (`FACEMAKE_CATALOGUE_DIR` overrides).
+pub fn catalogue_dir() -> PathBuf {
+    std::env::var_os("FACEMAKE_CATALOGUE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalogue"))
+}
+
+pub use facemake::services::catalogue::seed_catalogue;
+
+/// The local stage's credits products and App Store settings: Sandbox, the bundle id from
+/// `APP_STORE_BUNDLE_ID` (default `app.facemake.ios`), trusting the local test chain and Apple's root.
+fn local_credits(chain: &TestChain) -> CreditsConfig {
+    let product = |id: &str, credits| CreditProduct { product_id: id.to_owned(), credits };
+    CreditsConfig {
+        products: vec![
+            product("app.facemake.credits.10", 10),
+            product("app.facemake.credits.50", 50),
+            product("app.facemake.credits.120", 120),
+        ],
+        app_store: AppStoreConfig {
+            bundle_id: std::env::var("APP_STORE_BUNDLE_ID").unwrap_or_else(|_| "app.facemake.ios".to_owned()),
+            environment: AppStoreEnvironment::Sandbox,
+            app_apple_id: None,
+            root_certs: vec![chain.root_der().to_vec(), APPLE_ROOT_CA_G3.to_vec()],
+            require_account_token: false,
+        },
+    }
 }
 
 impl LocalApi {
-    /// Builds every function's router over `store` with local keys and the printing outbox.
-    pub fn new(store: Arc<dyn Store>, outbox: MemoryOutbox, policy: AuthPolicy, clock: Arc<dyn Clock>) -> Self {
+    /// Builds every function's router over `store` with local keys and the given outbox, and loads the seed
+    /// catalogue into the store. `base_url` is where this API is reachable (preview URLs point at it).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        outbox: MemoryOutbox,
+        policy: AuthPolicy,
+        clock: Arc<dyn Clock>,
+        base_url: &str,
+    ) -> Result<Self, String> {
+        let chain = TestChain::generate().map_err(|e| e.to_string())?;
+        let credits = local_credits(&chain);
+        seed_catalogue(store.as_ref(), &catalogue_dir().join("catalogue.yaml")).await?;
         let deps = Deps {
             store,
             keys: Arc::new(StaticKeys::new(LOCAL_SIGNING_KEY)),
             sms: Arc::new(outbox.clone()),
             clock,
             policy,
+            // A short cache: edits to the catalogue show up quickly while developing.
+            catalogue: CatalogueConfig {
+                cache_ttl_secs: 5,
+                preview_base_url: format!("{}/_local/catalogue/", base_url.trim_end_matches('/')),
+            },
+            credits: credits.clone(),
         };
         let router = send_code::router(Arc::new(send_code::State::new(&deps)))
             .merge(verify_code::router(Arc::new(verify_code::State::new(&deps))))
-            .merge(account::router(Arc::new(account::State::new(&deps))));
-        Self { router, outbox }
+            .merge(account::router(Arc::new(account::State::new(&deps))))
+            .merge(templates::router(Arc::new(templates::State::new(&deps))))
+            .merge(credits::router(Arc::new(credits::State::new(&deps)?)))
+            .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps)?)));
+        Ok(Self { router, outbox, app_store: Arc::new(chain), credits })
     }
 
     /// The local API on the in-memory store.
-    pub fn in_memory(policy: AuthPolicy) -> Self {
-        Self::new(Arc::new(MemoryStore::new()), MemoryOutbox::printing(), policy, Arc::new(SystemClock))
+    pub async fn in_memory(policy: AuthPolicy, base_url: &str) -> Result<Self, String> {
+        let store = Arc::new(MemoryStore::new());
+        Self::new(store, MemoryOutbox::printing(), policy, Arc::new(SystemClock), base_url).await
     }
 
     /// The local API on DynamoDB, creating the template's tables under `prefix` if needed.
-    pub async fn on_dynamodb(prefix: &str, policy: AuthPolicy) -> Result<Self, facemake::ports::PortError> {
+    pub async fn on_dynamodb(prefix: &str, policy: AuthPolicy, base_url: &str) -> Result<Self, String> {
         let sdk = aws_config().await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let tables = create_tables(&client, prefix).await?;
+        let tables = create_tables(&client, prefix).await.map_err(|e| e.to_string())?;
         let store = facemake::adapters::dynamodb::DynamoStore::new(client, tables);
-        Ok(Self::new(Arc::new(store), MemoryOutbox::printing(), policy, Arc::new(SystemClock)))
+        Self::new(Arc::new(store), MemoryOutbox::printing(), policy, Arc::new(SystemClock), base_url).await
     }
 
     /// Serves until the listener fails. Each connection gets its own task.
@@ -103,8 +161,15 @@ impl LocalApi {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return plain(413, "request body too large for the local API"),
         };
-        if parts.uri.path() == "/_local/messages" {
+        let path = parts.uri.path();
+        if path == "/_local/messages" {
             return self.messages(&parts.uri);
+        }
+        if let Some(file) = path.strip_prefix("/_local/catalogue/") {
+            return preview_file(file);
+        }
+        if parts.method == http::Method::POST && path.starts_with("/_local/app-store/") {
+            return self.sign_app_store(path, &body);
         }
         let event = api_gateway_event(&parts, &body, peer);
         let response = match lambda_http::request::from_str(&event.to_string()) {
@@ -128,6 +193,28 @@ impl LocalApi {
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json; charset=utf-8"));
         response
+    }
+}
+
+/// `GET /_local/catalogue/previews/<file>`: a preview image of the seed catalogue.
+fn preview_file(file: &str) -> http::Response<Full<Bytes>> {
+    let name = file.strip_prefix("previews/").unwrap_or("");
+    let safe = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let content_type = match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        _ => "",
+    };
+    if !safe || name.starts_with('.') || content_type.is_empty() {
+        return plain(404, "no such preview");
+    }
+    match std::fs::read(catalogue_dir().join("previews").join(name)) {
+        Ok(bytes) => {
+            let mut response = http::Response::new(Full::new(Bytes::from(bytes)));
+            response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+            response
+        }
+        Err(_) => plain(404, "no such preview"),
     }
 }
 

@@ -10,13 +10,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(3000);
     let policy = AuthPolicy::from_env(&ProcessEnv)?;
     let backend = backend_from_env()?;
-    let api = match &backend {
-        Backend::Memory => LocalApi::in_memory(policy),
-        Backend::Dynamo { table_prefix } => LocalApi::on_dynamodb(table_prefix, policy).await?,
-    };
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!("Facemake local API on http://{} ({backend:?})", listener.local_addr()?);
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let api = match &backend {
+        Backend::Memory => LocalApi::in_memory(policy, &base_url).await?,
+        Backend::Dynamo { table_prefix } => LocalApi::on_dynamodb(table_prefix, policy, &base_url).await?,
+    };
+    eprintln!("Facemake local API on {base_url} ({backend:?})");
     eprintln!("  texts it \"sends\" are printed here and listed at GET /_local/messages?phone=+14155550123");
+    eprintln!("  test purchases: POST /_local/app-store/transactions {{\"productId\":\"app.facemake.credits.10\"}}");
     api.serve(listener).await?;
     Ok(())
 }

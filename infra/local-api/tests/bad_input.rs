@@ -8,13 +8,26 @@ use facemake::ports::SystemClock;
 use local_api::{api_gateway_event, LocalApi};
 use proptest::prelude::*;
 
-const ROUTES: [(&str, &str); 6] = [
+const ROUTES: [(&str, &str); 19] = [
     ("POST", "/v1/auth/send-code"),
     ("POST", "/v1/auth/verify-code"),
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/auth/logout"),
     ("GET", "/v1/me"),
     ("PATCH", "/v1/me"),
+    ("GET", "/v1/templates?limit=0&trending=yes"),
+    ("GET", "/v1/templates?cursor=eyJ9.AAAA&q=%00%FF&category=N%C3%A9on"),
+    ("GET", "/v1/templates?limit=51&cursor=&q="),
+    ("GET", "/v1/templates/categories"),
+    ("GET", "/v1/templates/..%2F..%2Fetc"),
+    ("PUT", "/v1/templates/neon-noir/favorite"),
+    ("DELETE", "/v1/templates/NOT_A_SLUG/favorite"),
+    ("GET", "/v1/me/favorites?cursor=a.b"),
+    ("GET", "/v1/credits"),
+    ("GET", "/v1/credits/history?limit=-1&cursor=%2E%2E"),
+    ("POST", "/v1/credits/purchases"),
+    ("POST", "/v1/webhooks/app-store"),
+    ("POST", "/v1/webhooks/app-store?x=1"),
 ];
 
 fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -25,6 +38,8 @@ fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
         Just("refreshToken"),
         Just("displayName"),
         Just("all"),
+        Just("signedTransaction"),
+        Just("signedPayload"),
         Just("x")
     ];
     let value = prop_oneof![
@@ -35,6 +50,7 @@ fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
         "\\PC{0,40}".prop_map(serde_json::Value::from),
         "\\+[0-9]{1,16}".prop_map(serde_json::Value::from),
         "[0-9 ]{0,8}".prop_map(serde_json::Value::from),
+        "[A-Za-z0-9_-]{2,30}\\.[A-Za-z0-9_-]{2,30}\\.[A-Za-z0-9_-]{0,30}".prop_map(serde_json::Value::from),
         Just(serde_json::json!([1, "a"])),
         Just(serde_json::json!({"nested": {}})),
     ];
@@ -75,7 +91,15 @@ proptest! {
         authorization in authorization(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let api = LocalApi::new(Arc::new(MemoryStore::new()), MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock));
+        let api = runtime
+            .block_on(LocalApi::new(
+                Arc::new(MemoryStore::new()),
+                MemoryOutbox::new(),
+                facemake::testkit::policy(),
+                Arc::new(SystemClock),
+                "http://127.0.0.1:3000",
+            ))
+            .unwrap();
         let (method, path) = ROUTES[route];
         let mut builder = http::Request::builder().method(method).uri(path);
         if let Some(ct) = content_type {

@@ -20,9 +20,11 @@ struct Api {
 
 impl Api {
     async fn start(store: Arc<dyn Store>) -> Self {
-        let api = LocalApi::new(store, MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let api = LocalApi::new(store, MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock), &base)
+            .await
+            .unwrap();
         tokio::spawn(api.serve(listener));
         Self { base, http: reqwest::Client::new() }
     }

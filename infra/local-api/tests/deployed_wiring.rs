@@ -67,6 +67,11 @@ async fn sign_in_through_the_deployed_adapters() {
         ("CREDITS_TABLE", tables.credits.as_str()),
         ("CODES_TABLE", tables.codes.as_str()),
         ("SESSIONS_TABLE", tables.sessions.as_str()),
+        ("CATALOGUE_TABLE", tables.catalogue.as_str()),
+        ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
+        ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
+        ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
+        ("APP_STORE_ENVIRONMENT", "Sandbox"),
         ("APP_SECRET_ARN", APP_ARN),
         ("SMS_SECRET_ARN", SMS_ARN),
         ("TWILIO_API_BASE", twilio_base.as_str()),
@@ -101,7 +106,21 @@ async fn sign_in_through_the_deployed_adapters() {
     let me = account.handle(with_bearer(event("get-me.json"), session["accessToken"].as_str().unwrap())).await;
     assert_eq!(me.status(), 200);
     assert_eq!(body_json(&me)["id"], session["user"]["id"]);
-    // The mocks' `expect(1)`: each secret was fetched once for all three routers' requests, and one text went out.
+
+    // The catalogue and credits routes on the same deployed adapters.
+    local_api::seed_catalogue(&store, &local_api::catalogue_dir().join("catalogue.yaml")).await.unwrap();
+    let templates = templates::router(Arc::new(templates::State::new(&deps)));
+    let credits = credits::router(Arc::new(credits::State::new(&deps).unwrap()));
+    let list = templates.handle(event("list-templates.json")).await;
+    assert_eq!(list.status(), 200, "{}", body_json(&list));
+    let items = body_json(&list)["items"].as_array().unwrap().clone();
+    assert!(!items.is_empty());
+    assert!(items[0]["previewUrl"].as_str().unwrap().starts_with("https://d111.cloudfront.net/previews/"));
+    let balance =
+        credits.handle(with_bearer(event("get-credits.json"), session["accessToken"].as_str().unwrap())).await;
+    assert_eq!(body_json(&balance)["balance"], 5);
+    assert_eq!(body_json(&balance)["products"][0]["productId"], "app.facemake.credits.10");
+    // The mocks' `expect(1)`: each secret was fetched once for all the routers' requests, and one text went out.
 }
 
 #[tokio::test]
@@ -115,6 +134,11 @@ async fn an_unreachable_database_is_503_not_500() {
         ("CREDITS_TABLE", "c"),
         ("CODES_TABLE", "o"),
         ("SESSIONS_TABLE", "s"),
+        ("CATALOGUE_TABLE", "t"),
+        ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
+        ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
+        ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
+        ("APP_STORE_ENVIRONMENT", "Sandbox"),
         ("APP_SECRET_ARN", APP_ARN),
         ("SMS_SECRET_ARN", SMS_ARN),
         ("ALLOWED_COUNTRIES", "US"),

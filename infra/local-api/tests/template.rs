@@ -45,13 +45,19 @@ fn every_function_declares_exactly_the_routes_it_serves() {
         ("send-code".to_owned(), routes(&send_code::router(Arc::new(send_code::State::new(&h.deps))))),
         ("verify-code".to_owned(), routes(&verify_code::router(Arc::new(verify_code::State::new(&h.deps))))),
         ("account".to_owned(), routes(&account::router(Arc::new(account::State::new(&h.deps))))),
+        ("templates".to_owned(), routes(&templates::router(Arc::new(templates::State::new(&h.deps))))),
+        ("credits".to_owned(), routes(&credits::router(Arc::new(credits::State::new(&h.deps).unwrap())))),
+        (
+            "app-store-notifications".to_owned(),
+            routes(&app_store_notifications::router(Arc::new(app_store_notifications::State::new(&h.deps).unwrap()))),
+        ),
     ]);
     assert_eq!(template_routes(), code);
 }
 
-#[test]
-fn the_local_api_serves_every_deployed_route() {
-    let api = local_api::LocalApi::in_memory(facemake::testkit::policy());
+#[tokio::test]
+async fn the_local_api_serves_every_deployed_route() {
+    let api = local_api::LocalApi::in_memory(facemake::testkit::policy(), "http://127.0.0.1:3000").await.unwrap();
     let served = routes(&api.router);
     let deployed: Routes = template_routes().into_values().flatten().collect();
     assert_eq!(served, deployed);

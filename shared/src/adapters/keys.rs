@@ -22,7 +22,11 @@ pub fn keys_from_master(current: &[u8], previous: Option<&[u8]>) -> Arc<AppKeys>
     if let Some(prev) = previous {
         access.push(signing(prev));
     }
-    Arc::new(AppKeys { access, otp: SecretSlice::from(derive_key(current, "otp-code").to_vec()) })
+    let cursor = std::iter::once(current)
+        .chain(previous)
+        .map(|master| SecretSlice::from(derive_key(master, "cursor").to_vec()))
+        .collect();
+    Arc::new(AppKeys { access, otp: SecretSlice::from(derive_key(current, "otp-code").to_vec()), cursor })
 }
 
 /// Fixed keys (local API and tests).

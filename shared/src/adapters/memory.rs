@@ -6,11 +6,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::domain::{LedgerEntry, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
-use crate::ports::{
-    otp_refusal, AccountStore, AttemptOutcome, CreateOutcome, LedgerReader, NewUser, OtpStore, PortError, RateDecision,
-    RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
+use crate::domain::{
+    Category, LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, Template, TemplateId, UnixTime, UserAccount, UserId,
 };
+use crate::ports::{
+    otp_refusal, AccountStore, AdjustOutcome, AttemptOutcome, CatalogueStore, CreateOutcome, CreditsStore, Favorite,
+    FavoritesStore, LedgerPage, LedgerReader, NewUser, OtpStore, PortError, PurchaseOutcome, RateDecision, RateLimiter,
+    RefreshRecord, RefreshState, RefundOutcome, RotateOutcome, SessionStore, SmsSender, VerifiedPurchase, Written,
+};
+
+/// A credited (or refunded) App Store transaction.
+struct MemPurchase {
+    user: Option<UserId>,
+    credits: u64,
+    refunded: bool,
+    refunded_credits: u64,
+}
 
 #[derive(Default)]
 struct Inner {
@@ -21,6 +32,27 @@ struct Inner {
     ledger: HashMap<UserId, Vec<LedgerEntry>>,
     sessions: HashMap<String, RefreshRecord>,
     revoked_families: HashSet<String>,
+    purchases: HashMap<String, MemPurchase>,
+    notifications: HashSet<String>,
+    categories: HashMap<String, Category>,
+    templates: HashMap<TemplateId, Template>,
+    favorites: HashMap<UserId, HashMap<TemplateId, UnixTime>>,
+}
+
+impl Inner {
+    /// Applies `entry` to `user`'s balance and ledger (the caller checked it against the current balance).
+    fn apply(&mut self, user: &UserId, entry: LedgerEntry) -> u64 {
+        let balance = entry.balance_after;
+        if let Some(u) = self.users.get_mut(user) {
+            u.credits = balance;
+        }
+        self.ledger.entry(user.clone()).or_default().push(entry);
+        balance
+    }
+
+    fn balance(&self, user: &UserId) -> Option<u64> {
+        self.users.get(user).map(|u| u.credits)
+    }
 }
 
 /// Every store port, in memory.
@@ -150,9 +182,192 @@ impl AccountStore for MemoryStore {
 
 #[async_trait]
 impl LedgerReader for MemoryStore {
-    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError> {
+    async fn ledger_page(&self, id: &UserId, limit: usize, before: Option<&str>) -> Result<LedgerPage, PortError> {
         let inner = self.lock();
-        Ok(inner.ledger.get(id).map(|l| l.iter().rev().take(limit).cloned().collect()).unwrap_or_default())
+        let mut older: Vec<LedgerEntry> = inner
+            .ledger
+            .get(id)
+            .map(|l| {
+                l.iter().rev().filter(|e| before.is_none_or(|b| e.id.as_str() < b)).take(limit + 1).cloned().collect()
+            })
+            .unwrap_or_default();
+        let more = older.len() > limit;
+        older.truncate(limit);
+        Ok(LedgerPage { entries: older, more })
+    }
+}
+
+#[async_trait]
+impl CreditsStore for MemoryStore {
+    async fn balance(&self, id: &UserId) -> Result<u64, PortError> {
+        Ok(self.lock().balance(id).unwrap_or(0))
+    }
+
+    async fn credit_purchase(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+    ) -> Result<PurchaseOutcome, PortError> {
+        let mut inner = self.lock();
+        if let Some(existing) = inner.purchases.get(&purchase.transaction_id) {
+            return Ok(match &existing.user {
+                Some(owner) if owner == user => PurchaseOutcome::AlreadyCredited {
+                    credits_added: existing.credits,
+                    balance: inner.balance(user).unwrap_or(0),
+                },
+                Some(_) => PurchaseOutcome::OtherUser,
+                None => PurchaseOutcome::Revoked,
+            });
+        }
+        let amount = i64::try_from(purchase.credits).map_err(|e| PortError::internal("credits", e))?;
+        let entry = LedgerEntry::apply(
+            LedgerKind::Purchase,
+            inner.balance(user).unwrap_or(0),
+            amount,
+            &purchase.transaction_id,
+            now,
+        )
+        .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
+        inner.purchases.insert(
+            purchase.transaction_id.clone(),
+            MemPurchase { user: Some(user.clone()), credits: purchase.credits, refunded: false, refunded_credits: 0 },
+        );
+        let balance = inner.apply(user, entry);
+        Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, balance })
+    }
+
+    async fn refund_purchase(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError> {
+        let mut inner = self.lock();
+        if inner.notifications.contains(notification_id) {
+            return Ok(RefundOutcome::Duplicate);
+        }
+        inner.notifications.insert(notification_id.to_owned());
+        let Some(p) = inner.purchases.get(transaction_id) else {
+            inner.purchases.insert(
+                transaction_id.to_owned(),
+                MemPurchase { user: None, credits: 0, refunded: true, refunded_credits: 0 },
+            );
+            return Ok(RefundOutcome::UnknownTransaction);
+        };
+        let (Some(user), false) = (p.user.clone(), p.refunded) else {
+            return Ok(RefundOutcome::NotApplicable);
+        };
+        let credits = p.credits;
+        let balance = inner.balance(&user).unwrap_or(0);
+        let take = balance.min(credits);
+        let amount = -i64::try_from(take).map_err(|e| PortError::internal("credits", e))?;
+        let mut entry = LedgerEntry::new(LedgerKind::Refund, amount, balance - take, transaction_id, now);
+        let shortfall = credits - take;
+        entry.shortfall = (shortfall > 0).then_some(shortfall);
+        if let Some(p) = inner.purchases.get_mut(transaction_id) {
+            p.refunded = true;
+            p.refunded_credits = take;
+        }
+        let balance = inner.apply(&user, entry);
+        Ok(RefundOutcome::Applied { user, amount, shortfall, balance })
+    }
+
+    async fn reverse_refund(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError> {
+        let mut inner = self.lock();
+        if inner.notifications.contains(notification_id) {
+            return Ok(RefundOutcome::Duplicate);
+        }
+        inner.notifications.insert(notification_id.to_owned());
+        let Some((user, give)) = inner
+            .purchases
+            .get(transaction_id)
+            .and_then(|p| p.user.clone().filter(|_| p.refunded).map(|u| (u, p.refunded_credits)))
+        else {
+            return Ok(RefundOutcome::NotApplicable);
+        };
+        let amount = i64::try_from(give).map_err(|e| PortError::internal("credits", e))?;
+        let entry =
+            LedgerEntry::apply(LedgerKind::Reversal, inner.balance(&user).unwrap_or(0), amount, transaction_id, now)
+                .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
+        if let Some(p) = inner.purchases.get_mut(transaction_id) {
+            p.refunded = false;
+            p.refunded_credits = 0;
+        }
+        let balance = inner.apply(&user, entry);
+        Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance })
+    }
+
+    async fn record_notification(&self, notification_id: &str, _now: UnixTime) -> Result<Written, PortError> {
+        Ok(if self.lock().notifications.insert(notification_id.to_owned()) { Written::Yes } else { Written::Conflict })
+    }
+
+    async fn adjust(
+        &self,
+        user: &UserId,
+        amount: i64,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<AdjustOutcome, PortError> {
+        let mut inner = self.lock();
+        let Some(balance) = inner.balance(user) else {
+            return Ok(AdjustOutcome::NoSuchUser);
+        };
+        match LedgerEntry::apply(LedgerKind::Adjustment, balance, amount, reason, now) {
+            None => Ok(AdjustOutcome::Insufficient { balance }),
+            Some(entry) => Ok(AdjustOutcome::Applied { balance: inner.apply(user, entry) }),
+        }
+    }
+}
+
+#[async_trait]
+impl CatalogueStore for MemoryStore {
+    async fn load_catalogue(&self) -> Result<(Vec<Category>, Vec<Template>), PortError> {
+        let inner = self.lock();
+        Ok((inner.categories.values().cloned().collect(), inner.templates.values().cloned().collect()))
+    }
+
+    async fn put_category(&self, category: &Category) -> Result<(), PortError> {
+        self.lock().categories.insert(category.id.to_string(), category.clone());
+        Ok(())
+    }
+
+    async fn put_template(&self, template: &Template) -> Result<(), PortError> {
+        self.lock().templates.insert(template.id.clone(), template.clone());
+        Ok(())
+    }
+
+    async fn set_template_active(&self, id: &TemplateId, active: bool) -> Result<bool, PortError> {
+        Ok(self.lock().templates.get_mut(id).map(|t| t.active = active).is_some())
+    }
+}
+
+#[async_trait]
+impl FavoritesStore for MemoryStore {
+    async fn add_favorite(&self, user: &UserId, template: &TemplateId, now: UnixTime) -> Result<(), PortError> {
+        self.lock().favorites.entry(user.clone()).or_default().entry(template.clone()).or_insert(now);
+        Ok(())
+    }
+
+    async fn remove_favorite(&self, user: &UserId, template: &TemplateId) -> Result<(), PortError> {
+        if let Some(f) = self.lock().favorites.get_mut(user) {
+            f.remove(template);
+        }
+        Ok(())
+    }
+
+    async fn favorites(&self, user: &UserId) -> Result<Vec<Favorite>, PortError> {
+        let inner = self.lock();
+        Ok(inner
+            .favorites
+            .get(user)
+            .map(|f| f.iter().map(|(t, at)| Favorite { template_id: t.clone(), created_at: *at }).collect())
+            .unwrap_or_default())
     }
 }
 

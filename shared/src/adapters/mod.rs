@@ -3,8 +3,10 @@
 //! - [`dynamodb`]: the deployed store for every table, plus the table bootstrap that reads template.yaml.
 //! - [`keys`]: signing keys from Secrets Manager (fetched once per container) or fixed keys for local use.
 //! - [`sms`]: Twilio's Messages API over reqwest, and the local outbox.
+//! - [`appstore`]: verification of Apple-signed StoreKit transactions and server notifications.
 //! - [`memory`]: the in-memory store used by the local API and the unit tests.
 
+pub mod appstore;
 pub mod dynamodb;
 pub mod keys;
 pub mod memory;

@@ -2,9 +2,13 @@ use serde::{Deserialize, Serialize};
 
 use super::InvalidValue;
 
-/// A new opaque, time-sortable id (ULID, 26 characters of Crockford base32).
+/// A new opaque, time-sortable id (ULID, 26 characters of Crockford base32). Monotonic within a process:
+/// ids made in the same millisecond still sort in the order they were made (ledger entries rely on it).
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random id rather than fail.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
 
 /// A user's id: a ULID, minted once at first sign-in and carried as the access token's `sub`.
@@ -23,6 +27,12 @@ impl UserId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The same 128 bits as a UUID: what the app sets as StoreKit's `appAccountToken` when it buys, so a
+    /// signed transaction names the account it was bought for.
+    pub fn app_account_token(&self) -> uuid::Uuid {
+        uuid::Uuid::from_u128(ulid::Ulid::from_string(&self.0).map_or(0, |u| u.0))
     }
 }
 
@@ -49,5 +59,26 @@ mod tests {
         assert_eq!(id.as_str().len(), 26);
         assert!(UserId::parse("not-a-ulid").is_err());
         assert!(UserId::parse("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod account_token_tests {
+    use super::*;
+
+    #[test]
+    fn ids_made_in_a_row_sort_in_order() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn app_account_token_is_the_user_id_as_a_uuid() {
+        let id = UserId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap();
+        let token = id.app_account_token();
+        assert_eq!(token.as_u128(), ulid::Ulid::from_string(id.as_str()).unwrap().0);
+        assert_ne!(UserId::new().app_account_token(), UserId::new().app_account_token());
     }
 }

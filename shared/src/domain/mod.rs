@@ -4,6 +4,7 @@ mod credits;
 mod ids;
 mod otp;
 pub mod phone;
+mod template;
 mod time;
 mod user;
 
@@ -11,6 +12,9 @@ pub use credits::{LedgerEntry, LedgerKind};
 pub use ids::{new_id, UserId};
 pub use otp::{OtpCode, OtpRecord};
 pub use phone::{CountryAllowlist, PhoneError, PhoneNumber};
+pub use template::{
+    CatalogueFile, Category, CategoryId, GenerationSpec, Provider, SeedCatalogue, SeedTemplate, Template, TemplateId,
+};
 pub use time::{rfc3339, UnixTime};
 pub use user::{DisplayName, UserAccount};
 

@@ -32,4 +32,15 @@ impl AuthGuard {
         let keys = self.keys.keys().await?;
         self.tokens.verify(&keys, token).map(|(user, _)| user).map_err(|_| invalid())
     }
+
+    /// For routes open to everyone that personalise for a signed-in caller: `None` without an
+    /// `Authorization` header; a header that is present must hold a valid token (401 otherwise, so the app
+    /// learns to refresh it rather than silently getting the anonymous answer).
+    pub async fn optional_user(&self, req: &Request) -> Result<Option<UserId>, ApiError> {
+        if req.headers().contains_key(http::header::AUTHORIZATION) {
+            self.user(req).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }

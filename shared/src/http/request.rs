@@ -115,6 +115,33 @@ pub fn optional_json_body<T: DeserializeOwned>(req: &Request) -> Result<Option<T
     json_body(req).map(Some)
 }
 
+/// A query-string parameter (the first, if repeated).
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+}
+
+/// The `limit` parameter: `default` when absent, otherwise an integer in 1..=`max` (400 outside).
+pub fn limit_param(req: &Request, default: usize, max: usize) -> Result<usize, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::validation("limit", format!("limit must be an integer from 1 to {max}"))),
+    }
+}
+
+/// A boolean query parameter: absent is `false`; only `true` and `false` are accepted.
+pub fn flag_param(req: &Request, name: &str) -> Result<bool, ApiError> {
+    match query_param(req, name).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::validation(name, format!("{name} must be true or false"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
-use crate::ports::{AccountStore, CreateOutcome, LedgerReader, NewUser, PortError};
+use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError};
 
 const PROFILE: &str = "PROFILE";
 const BALANCE: &str = "BALANCE";
@@ -242,29 +242,5 @@ impl AccountStore for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(sdk_error("users", e)),
         }
-    }
-}
-
-#[async_trait]
-impl LedgerReader for DynamoStore {
-    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.credits)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
-            .expression_attribute_values(":pk", s(user_pk(id)))
-            .expression_attribute_values(":ledger", s("LEDGER#"))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("credits", e))?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| from_item::<LedgerItem>("credits", i).map(|l| l.entry))
-            .collect()
     }
 }

@@ -8,13 +8,20 @@
 //! | users    | `PHONE#<e164>`       | `PHONE`    | userId — makes "one user per number" a condition     |
 //! | credits  | `USER#<id>`          | `BALANCE`  | balance (never below zero)                           |
 //! | credits  | `USER#<id>`          | `LEDGER#<ulid>` | one entry per balance change, same transaction  |
+//! | credits  | `APPSTORE_TXN#<id>`  | `TXN`      | a credited App Store transaction: once per id        |
+//! | credits  | `APPSTORE_NOTIFICATION#<uuid>` | `NOTIFICATION` | a processed notification, ttl      |
+//! | users    | `USER#<id>`          | `FAV#<template>` | a favourite template                           |
+//! | catalogue| `TEMPLATE#<id>`      | `TEMPLATE` | a style template (server-only generation settings)   |
+//! | catalogue| `CATEGORY#<id>`      | `CATEGORY` | a category                                           |
 //! | codes    | `PHONE#<e164>`       | `OTP`      | the live code's HMAC, attempts, send history, ttl   |
 //! | codes    | `RL#<key>`           | `W#<start>`| fixed-window rate-limit counter, ttl                 |
 //! | sessions | `RT#<sha256>`        | `RT`       | refresh token: user, family, state, expiry, ttl      |
 //! | sessions | `FAM#<id>`           | `FAM`      | a revoked refresh-token family, ttl                  |
 
 mod accounts;
+mod catalogue;
 mod codes;
+mod credits;
 pub mod schema;
 mod sessions;
 

@@ -146,6 +146,7 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, prefix: &str) -> R
         credits: name("CreditsTable")?,
         codes: name("CodesTable")?,
         sessions: name("SessionsTable")?,
+        catalogue: name("CatalogueTable")?,
     })
 }
 
@@ -157,7 +158,7 @@ mod tests {
     fn reads_the_tables_of_the_real_template() {
         let defs = table_defs(TEMPLATE).unwrap();
         let ids: Vec<&str> = defs.iter().map(|d| d.logical_id.as_str()).collect();
-        for id in ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable"] {
+        for id in ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable"] {
             assert!(ids.contains(&id), "{id} missing from {ids:?}");
         }
         let codes = defs.iter().find(|d| d.logical_id == "CodesTable").unwrap();

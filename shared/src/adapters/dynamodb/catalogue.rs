@@ -1,0 +1,183 @@
+//! The catalogue (catalogue table) and favourites (users table).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::accounts::user_pk;
+use super::{from_item, key, s, sdk_error, to_item, DynamoStore, Item};
+use crate::domain::{Category, Template, TemplateId, UnixTime, UserId};
+use crate::ports::{CatalogueStore, Favorite, FavoritesStore, PortError};
+
+const TEMPLATE: &str = "TEMPLATE";
+const CATEGORY: &str = "CATEGORY";
+
+#[derive(Serialize, Deserialize)]
+struct TemplateItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    template: Template,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CategoryItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    category: Category,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FavoriteItem {
+    pk: String,
+    sk: String,
+    template_id: TemplateId,
+    created_at: UnixTime,
+}
+
+fn template_pk(id: &TemplateId) -> String {
+    format!("TEMPLATE#{id}")
+}
+
+fn favorite_sk(id: &TemplateId) -> String {
+    format!("FAV#{id}")
+}
+
+#[async_trait]
+impl CatalogueStore for DynamoStore {
+    async fn load_catalogue(&self) -> Result<(Vec<Category>, Vec<Template>), PortError> {
+        let (mut categories, mut templates) = (Vec::new(), Vec::new());
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.catalogue)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("catalogue", e))?;
+            for item in out.items.unwrap_or_default() {
+                match item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) {
+                    Some(TEMPLATE) => templates.push(from_item::<TemplateItem>("catalogue", item)?.template),
+                    Some(CATEGORY) => categories.push(from_item::<CategoryItem>("catalogue", item)?.category),
+                    _ => {}
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok((categories, templates)),
+            }
+        }
+    }
+
+    async fn put_category(&self, category: &Category) -> Result<(), PortError> {
+        let item = CategoryItem {
+            pk: format!("CATEGORY#{}", category.id),
+            sk: CATEGORY.to_owned(),
+            category: category.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.catalogue)
+            .set_item(Some(to_item("catalogue", &item)?))
+            .send()
+            .await
+            .map_err(|e| sdk_error("catalogue", e))?;
+        Ok(())
+    }
+
+    async fn put_template(&self, template: &Template) -> Result<(), PortError> {
+        let item = TemplateItem { pk: template_pk(&template.id), sk: TEMPLATE.to_owned(), template: template.clone() };
+        self.client
+            .put_item()
+            .table_name(&self.tables.catalogue)
+            .set_item(Some(to_item("catalogue", &item)?))
+            .send()
+            .await
+            .map_err(|e| sdk_error("catalogue", e))?;
+        Ok(())
+    }
+
+    async fn set_template_active(&self, id: &TemplateId, active: bool) -> Result<bool, PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.catalogue)
+            .set_key(Some(key(template_pk(id), TEMPLATE)))
+            .update_expression("SET active = :active")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":active", aws_sdk_dynamodb::types::AttributeValue::Bool(active))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_error("catalogue", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl FavoritesStore for DynamoStore {
+    async fn add_favorite(&self, user: &UserId, template: &TemplateId, now: UnixTime) -> Result<(), PortError> {
+        let item = FavoriteItem {
+            pk: user_pk(user),
+            sk: favorite_sk(template),
+            template_id: template.clone(),
+            created_at: now,
+        };
+        // Idempotent: a repeat keeps the original time (so the favourites order does not jump).
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(to_item("favorites", &item)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_error("favorites", e)),
+        }
+    }
+
+    async fn remove_favorite(&self, user: &UserId, template: &TemplateId) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(user_pk(user), favorite_sk(template))))
+            .send()
+            .await
+            .map_err(|e| sdk_error("favorites", e))?;
+        Ok(())
+    }
+
+    async fn favorites(&self, user: &UserId) -> Result<Vec<Favorite>, PortError> {
+        let mut favorites = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.users)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :fav)")
+                .expression_attribute_values(":pk", s(user_pk(user)))
+                .expression_attribute_values(":fav", s("FAV#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("favorites", e))?;
+            for item in out.items.unwrap_or_default() {
+                let f: FavoriteItem = from_item("favorites", item)?;
+                favorites.push(Favorite { template_id: f.template_id, created_at: f.created_at });
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(favorites),
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Credits: balance, history, App Store purchases and App Store Server Notifications.
+
+use std::sync::Arc;
+
+use crate::adapters::appstore::{AppStoreVerifier, Rejection, SignedTransaction};
+use crate::config::CreditsConfig;
+use crate::domain::UserId;
+use crate::ports::{
+    Clock, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
+};
+
+pub struct Credits {
+    pub store: Arc<dyn CreditsStore>,
+    pub ledger: Arc<dyn LedgerReader>,
+    pub verifier: Arc<AppStoreVerifier>,
+    pub config: CreditsConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why a purchase was not credited.
+#[derive(Debug, thiserror::Error)]
+pub enum PurchaseError {
+    #[error("signed transaction refused: {0}")]
+    Rejected(Rejection),
+    #[error("the product is not a credits product")]
+    UnknownProduct,
+    #[error("the transaction was refunded or revoked")]
+    Revoked,
+    #[error("the transaction was bought for another account")]
+    AccountMismatch,
+    #[error("the transaction carries no appAccountToken")]
+    AccountTokenRequired,
+    #[error("the transaction belongs to another user")]
+    OtherUser,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// A credited (or previously credited) purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchased {
+    pub transaction_id: String,
+    pub product_id: String,
+    pub credits_added: u64,
+    pub balance: u64,
+    /// False when this call credited nothing because the transaction was credited before.
+    pub new: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("signed payload refused: {0}")]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// What a notification did, for the log line and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Refund(RefundOutcome),
+    RefundReversed(RefundOutcome),
+    /// Logged and acknowledged; no balance changes.
+    Acknowledged,
+    /// Delivered before.
+    Duplicate,
+}
+
+impl Credits {
+    pub async fn balance(&self, user: &UserId) -> Result<u64, PortError> {
+        self.store.balance(user).await
+    }
+
+    pub async fn history(&self, user: &UserId, limit: usize, before: Option<&str>) -> Result<LedgerPage, PortError> {
+        self.ledger.ledger_page(user, limit, before).await
+    }
+
+    /// Verifies a StoreKit 2 signed transaction and credits it to `user` once.
+    pub async fn purchase(&self, user: &UserId, signed_transaction: &str) -> Result<Purchased, PurchaseError> {
+        let t = self.verifier.transaction(signed_transaction).map_err(PurchaseError::Rejected)?;
+        let credits = self.credits_of(&t)?;
+        match t.app_account_token {
+            Some(token) if token != user.app_account_token() => return Err(PurchaseError::AccountMismatch),
+            None if self.config.app_store.require_account_token => return Err(PurchaseError::AccountTokenRequired),
+            _ => {}
+        }
+        if t.revoked {
+            return Err(PurchaseError::Revoked);
+        }
+        let purchase = VerifiedPurchase {
+            transaction_id: t.transaction_id.clone(),
+            original_transaction_id: t.original_transaction_id.clone(),
+            product_id: t.product_id.clone(),
+            credits,
+            environment: t.environment.clone(),
+        };
+        let purchased = |credits_added, balance, new| Purchased {
+            transaction_id: t.transaction_id.clone(),
+            product_id: t.product_id.clone(),
+            credits_added,
+            balance,
+            new,
+        };
+        match self.store.credit_purchase(user, &purchase, self.clock.now()).await? {
+            PurchaseOutcome::Credited { credits_added, balance } => Ok(purchased(credits_added, balance, true)),
+            PurchaseOutcome::AlreadyCredited { credits_added, balance } => Ok(purchased(credits_added, balance, false)),
+            PurchaseOutcome::OtherUser => Err(PurchaseError::OtherUser),
+            PurchaseOutcome::Revoked => Err(PurchaseError::Revoked),
+        }
+    }
+
+    /// Credits of a consumable credits product times the quantity bought.
+    fn credits_of(&self, t: &SignedTransaction) -> Result<u64, PurchaseError> {
+        let per_unit =
+            self.config.credits_for(&t.product_id).filter(|_| t.consumable).ok_or(PurchaseError::UnknownProduct)?;
+        per_unit.checked_mul(u64::from(t.quantity.max(1))).ok_or(PurchaseError::UnknownProduct)
+    }
+
+    /// Verifies and handles an App Store Server Notification V2.
+    pub async fn notification(&self, signed_payload: &str) -> Result<Handled, NotificationError> {
+        let n = self.verifier.notification(signed_payload).map_err(NotificationError::Rejected)?;
+        let now = self.clock.now();
+        let transaction_id = n.transaction.as_ref().map(|t| t.transaction_id.as_str());
+        let handled = match (n.notification_type.as_str(), transaction_id) {
+            ("REFUND", Some(tid)) => Handled::Refund(self.store.refund_purchase(tid, &n.notification_uuid, now).await?),
+            ("REFUND_REVERSED", Some(tid)) => {
+                Handled::RefundReversed(self.store.reverse_refund(tid, &n.notification_uuid, now).await?)
+            }
+            ("REFUND" | "REFUND_REVERSED", None) => return Err(NotificationError::Rejected(Rejection::Malformed)),
+            _ => match self.store.record_notification(&n.notification_uuid, now).await? {
+                crate::ports::Written::Yes => Handled::Acknowledged,
+                crate::ports::Written::Conflict => Handled::Duplicate,
+            },
+        };
+        let handled = match handled {
+            Handled::Refund(RefundOutcome::Duplicate) | Handled::RefundReversed(RefundOutcome::Duplicate) => {
+                Handled::Duplicate
+            }
+            other => other,
+        };
+        tracing::info!(
+            notification_type = %n.notification_type,
+            subtype = n.subtype.as_deref().unwrap_or(""),
+            notification_uuid = %n.notification_uuid,
+            transaction_id = transaction_id.unwrap_or(""),
+            outcome = ?handled,
+            "app store notification"
+        );
+        if n.notification_type == "CONSUMPTION_REQUEST" {
+            // Apple asks for consumption data to decide a refund request; answering it (the Send Consumption
+            // Information endpoint) is optional and not done here. Logged so support can follow up.
+            tracing::warn!(transaction_id = transaction_id.unwrap_or(""), "consumption information requested");
+        }
+        Ok(handled)
+    }
+}

@@ -1,0 +1,261 @@
+//! The credits contract — purchases once per transaction, refunds once per notification and per refund, the
+//! balance never below zero, the ledger always summing to the balance — run on the in-memory store and on
+//! DynamoDB Local, with the concurrency cases that only a real conditional write can pass.
+
+use std::sync::Arc;
+
+use facemake::domain::{LedgerEntry, LedgerKind, PhoneNumber, UserId};
+use facemake::ports::{AdjustOutcome, NewUser, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
+use facemake::wiring::Store;
+
+const NOW: i64 = 1_800_000_000;
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(std::sync::Arc::new(facemake::adapters::memory::MemoryStore::new())).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(std::sync::Arc::new(facemake::testkit::dynamodb_store().await)).await })*
+        }
+    };
+}
+
+contract!(
+    a_purchase_is_credited_once_and_only_to_its_owner,
+    fifty_concurrent_posts_of_one_transaction_credit_it_once,
+    concurrent_distinct_purchases_all_count,
+    a_refund_takes_back_once_floors_at_zero_and_reverses,
+    a_refund_delivered_twice_concurrently_is_taken_back_once,
+    a_refund_before_the_purchase_blocks_it,
+    adjustments_never_take_the_balance_below_zero,
+    the_ledger_pages_newest_first_without_gaps,
+    notifications_are_recorded_once,
+);
+
+fn unique_phone() -> PhoneNumber {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    PhoneNumber::parse(&format!("+1415666{n:04}"), None).unwrap()
+}
+
+/// A new user with the 3-credit starter grant.
+async fn user(store: &Arc<dyn Store>) -> UserId {
+    let id = UserId::new();
+    let grant = LedgerEntry::new(LedgerKind::Grant, 3, 3, "starter-grant", NOW);
+    let new = NewUser { id: id.clone(), phone: unique_phone(), created_at: NOW, starter_grant: Some(grant) };
+    store.create_user(&new).await.unwrap();
+    id
+}
+
+fn unique_transaction() -> String {
+    format!("2000{}", facemake::domain::new_id())
+}
+
+fn purchase(transaction_id: &str, credits: u64) -> VerifiedPurchase {
+    VerifiedPurchase {
+        transaction_id: transaction_id.to_owned(),
+        original_transaction_id: transaction_id.to_owned(),
+        product_id: "credits10".to_owned(),
+        credits,
+        environment: "Sandbox".to_owned(),
+    }
+}
+
+/// The whole ledger, newest first, read page by page.
+async fn whole_ledger(store: &Arc<dyn Store>, user: &UserId) -> Vec<LedgerEntry> {
+    let (mut all, mut before) = (Vec::new(), None::<String>);
+    loop {
+        let page = store.ledger_page(user, 4, before.as_deref()).await.unwrap();
+        before = page.entries.last().map(|e| e.id.clone());
+        all.extend(page.entries);
+        if !page.more {
+            return all;
+        }
+    }
+}
+
+/// The invariant: the ledger sums to the balance, and each entry's balanceAfter is the running sum.
+async fn assert_ledger_matches_balance(store: &Arc<dyn Store>, user: &UserId) -> u64 {
+    let balance = store.balance(user).await.unwrap();
+    let ledger = whole_ledger(store, user).await;
+    let sum: i64 = ledger.iter().map(|e| e.amount).sum();
+    assert_eq!(sum, balance as i64, "ledger {ledger:#?} sums to the balance");
+    let mut running = 0i64;
+    for e in ledger.iter().rev() {
+        running += e.amount;
+        assert_eq!(e.balance_after as i64, running, "balanceAfter of {e:?}");
+    }
+    balance
+}
+
+async fn a_purchase_is_credited_once_and_only_to_its_owner(store: Arc<dyn Store>) {
+    let (alice, bob) = (user(&store).await, user(&store).await);
+    let tx = unique_transaction();
+    let first = store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap();
+    assert_eq!(first, PurchaseOutcome::Credited { credits_added: 10, balance: 13 });
+    let again = store.credit_purchase(&alice, &purchase(&tx, 10), NOW + 1).await.unwrap();
+    assert_eq!(again, PurchaseOutcome::AlreadyCredited { credits_added: 10, balance: 13 });
+    assert_eq!(store.credit_purchase(&bob, &purchase(&tx, 10), NOW).await.unwrap(), PurchaseOutcome::OtherUser);
+    assert_eq!(store.balance(&bob).await.unwrap(), 3);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 13);
+    let ledger = whole_ledger(&store, &alice).await;
+    assert_eq!(ledger[0].kind, LedgerKind::Purchase);
+    assert_eq!(ledger[0].reference, tx);
+}
+
+async fn fifty_concurrent_posts_of_one_transaction_credit_it_once(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let tx = unique_transaction();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, alice, tx) = (store.clone(), alice.clone(), tx.clone());
+            tokio::spawn(async move { store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap() })
+        })
+        .collect();
+    let mut credited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            PurchaseOutcome::Credited { .. } => credited += 1,
+            PurchaseOutcome::AlreadyCredited { credits_added, balance } => {
+                assert_eq!(credits_added, 10);
+                assert!(balance == 13, "a repeat sees the credited balance, got {balance}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(credited, 1);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 13);
+    assert_eq!(whole_ledger(&store, &alice).await.len(), 2, "grant + one purchase");
+}
+
+async fn concurrent_distinct_purchases_all_count(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move { store.credit_purchase(&alice, &purchase(&unique_transaction(), 10), NOW).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), PurchaseOutcome::Credited { .. }));
+    }
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 203);
+}
+
+async fn a_refund_takes_back_once_floors_at_zero_and_reverses(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let tx = unique_transaction();
+    store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap();
+    // Alice spends 12 of her 13 credits; Apple then refunds the 10-credit purchase.
+    assert_eq!(store.adjust(&alice, -12, "spent", NOW).await.unwrap(), AdjustOutcome::Applied { balance: 1 });
+    let refund = store.refund_purchase(&tx, "n-refund", NOW).await.unwrap();
+    assert_eq!(refund, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0 });
+    let ledger = whole_ledger(&store, &alice).await;
+    assert_eq!((ledger[0].kind, ledger[0].amount, ledger[0].shortfall), (LedgerKind::Refund, -1, Some(9)));
+    // The same notification again, and another refund notification of the same transaction: nothing more.
+    assert_eq!(store.refund_purchase(&tx, "n-refund", NOW).await.unwrap(), RefundOutcome::Duplicate);
+    assert_eq!(store.refund_purchase(&tx, "n-refund-2", NOW).await.unwrap(), RefundOutcome::NotApplicable);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
+    // Apple reverses the refund: what was taken comes back, once.
+    let reversal = store.reverse_refund(&tx, "n-reversed", NOW).await.unwrap();
+    assert_eq!(reversal, RefundOutcome::Applied { user: alice.clone(), amount: 1, shortfall: 0, balance: 1 });
+    assert_eq!(store.reverse_refund(&tx, "n-reversed", NOW).await.unwrap(), RefundOutcome::Duplicate);
+    assert_eq!(store.reverse_refund(&tx, "n-reversed-2", NOW).await.unwrap(), RefundOutcome::NotApplicable);
+    // A second refund after the reversal applies again.
+    let again = store.refund_purchase(&tx, "n-refund-3", NOW).await.unwrap();
+    assert_eq!(again, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0 });
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
+    // The purchase itself stays Alice's: posting it again credits nothing.
+    assert!(matches!(
+        store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap(),
+        PurchaseOutcome::AlreadyCredited { balance: 0, .. }
+    ));
+}
+
+async fn a_refund_delivered_twice_concurrently_is_taken_back_once(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let tx = unique_transaction();
+    store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap();
+    // The same notification delivered many times at once, and distinct notifications for the same refund.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, tx) = (store.clone(), tx.clone());
+            let id = if i % 2 == 0 { "n-same".to_owned() } else { format!("n-{i}") };
+            tokio::spawn(async move { store.refund_purchase(&tx, &id, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RefundOutcome::Applied { amount, .. } => {
+                assert_eq!(amount, -10);
+                applied += 1;
+            }
+            RefundOutcome::Duplicate | RefundOutcome::NotApplicable => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 3);
+}
+
+async fn a_refund_before_the_purchase_blocks_it(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let tx = unique_transaction();
+    assert_eq!(store.refund_purchase(&tx, "n-early", NOW).await.unwrap(), RefundOutcome::UnknownTransaction);
+    assert_eq!(store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap(), PurchaseOutcome::Revoked);
+    assert_eq!(store.reverse_refund(&tx, "n-early-reversed", NOW).await.unwrap(), RefundOutcome::NotApplicable);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 3);
+}
+
+async fn adjustments_never_take_the_balance_below_zero(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    assert_eq!(store.adjust(&alice, -4, "too much", NOW).await.unwrap(), AdjustOutcome::Insufficient { balance: 3 });
+    assert_eq!(store.adjust(&alice, 5, "support: sorry", NOW).await.unwrap(), AdjustOutcome::Applied { balance: 8 });
+    assert_eq!(store.adjust(&alice, -8, "support: abuse", NOW).await.unwrap(), AdjustOutcome::Applied { balance: 0 });
+    assert_eq!(store.adjust(&UserId::new(), 5, "nobody", NOW).await.unwrap(), AdjustOutcome::NoSuchUser);
+    // Concurrent takes of 1 from a balance of 5: exactly five succeed.
+    store.adjust(&alice, 5, "top up", NOW).await.unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move { store.adjust(&alice, -1, "take", NOW).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        if let AdjustOutcome::Applied { .. } = t.await.unwrap() {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 5);
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
+}
+
+async fn the_ledger_pages_newest_first_without_gaps(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    for i in 1..=9 {
+        store.adjust(&alice, i, &format!("step {i}"), NOW + i).await.unwrap();
+    }
+    let all = whole_ledger(&store, &alice).await;
+    assert_eq!(all.len(), 10);
+    let references: Vec<&str> = all.iter().map(|e| e.reference.as_str()).collect();
+    let mut expected: Vec<String> = (1..=9).rev().map(|i| format!("step {i}")).collect();
+    expected.push("starter-grant".to_owned());
+    assert_eq!(references, expected);
+    // A page that ends exactly at the end says there is no more.
+    let page = store.ledger_page(&alice, 10, None).await.unwrap();
+    assert_eq!((page.entries.len(), page.more), (10, false));
+    let page = store.ledger_page(&alice, 9, None).await.unwrap();
+    assert_eq!((page.entries.len(), page.more), (9, true));
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 48);
+}
+
+async fn notifications_are_recorded_once(store: Arc<dyn Store>) {
+    let id = format!("n-{}", facemake::domain::new_id());
+    assert_eq!(store.record_notification(&id, NOW).await.unwrap(), Written::Yes);
+    assert_eq!(store.record_notification(&id, NOW).await.unwrap(), Written::Conflict);
+}

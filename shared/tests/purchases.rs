@@ -1,0 +1,277 @@
+//! Purchases and App Store notifications through the credits service, with signed data made by a test chain of
+//! Apple's shape (root → intermediate with the WWDR OID → leaf with the receipt-signing OID) that the service
+//! is configured to trust — and with every way such data can be wrong.
+
+use appstore_test_chain::{notification, ChainOptions, TestChain, Transaction};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use facemake::adapters::appstore::Rejection;
+use facemake::domain::UserId;
+use facemake::ports::RefundOutcome;
+use facemake::services::credits::{Credits, Handled, NotificationError, PurchaseError};
+use facemake::testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_10, PRODUCT_50};
+use serde_json::json;
+
+struct Fixture {
+    h: Harness,
+    chain: TestChain,
+    credits: Credits,
+    user: UserId,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(configure: impl FnOnce(&mut facemake::config::CreditsConfig)) -> Fixture {
+    let chain = TestChain::generate().unwrap();
+    let mut h = Harness::in_memory();
+    h.deps.credits = credits_config(vec![chain.root_der().to_vec()]);
+    configure(&mut h.deps.credits);
+    let credits = h.deps.credits_service().unwrap();
+    let user = h.signed_in("+14155550100").await.user.id;
+    Fixture { h, chain, credits, user }
+}
+
+fn tx(id: &str, product: &str) -> Transaction {
+    Transaction::consumable(id, product, BUNDLE_ID, "Sandbox")
+}
+
+impl Fixture {
+    fn sign(&self, t: &Transaction) -> String {
+        self.chain.sign(&t.payload()).unwrap()
+    }
+
+    async fn balance(&self) -> u64 {
+        self.credits.balance(&self.user).await.unwrap()
+    }
+
+    fn notification(&self, kind: &str, uuid: &str, transaction_id: &str) -> String {
+        let info = self.sign(&tx(transaction_id, PRODUCT_10));
+        self.chain.sign(&notification(kind, uuid, BUNDLE_ID, "Sandbox", Some(&info))).unwrap()
+    }
+}
+
+fn rejected(result: Result<facemake::services::credits::Purchased, PurchaseError>) -> Rejection {
+    match result {
+        Err(PurchaseError::Rejected(r)) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_valid_purchase_is_credited_once() {
+    let f = fixture().await;
+    let starting = f.balance().await;
+    let signed = f.sign(&tx("1000000000000001", PRODUCT_50));
+    let p = f.credits.purchase(&f.user, &signed).await.unwrap();
+    assert_eq!((p.credits_added, p.balance, p.new), (50, starting + 50, true));
+    assert_eq!(p.transaction_id, "1000000000000001");
+    let again = f.credits.purchase(&f.user, &signed).await.unwrap();
+    assert_eq!((again.credits_added, again.balance, again.new), (50, starting + 50, false));
+    assert_eq!(f.balance().await, starting + 50);
+}
+
+#[tokio::test]
+async fn quantity_multiplies_the_credits() {
+    let f = fixture().await;
+    let mut t = tx("1000000000000002", PRODUCT_10);
+    t.quantity = 3;
+    assert_eq!(f.credits.purchase(&f.user, &f.sign(&t)).await.unwrap().credits_added, 30);
+}
+
+#[tokio::test]
+async fn another_users_transaction_is_a_conflict() {
+    let f = fixture().await;
+    let signed = f.sign(&tx("1000000000000003", PRODUCT_10));
+    f.credits.purchase(&f.user, &signed).await.unwrap();
+    let other = f.h.signed_in("+14155550101").await.user.id;
+    assert!(matches!(f.credits.purchase(&other, &signed).await, Err(PurchaseError::OtherUser)));
+}
+
+#[tokio::test]
+async fn a_forged_signature_is_refused() {
+    let f = fixture().await;
+    let signed = f.sign(&tx("1000000000000004", PRODUCT_10));
+    // Change the payload (more credits, say) but keep the signature.
+    let mut parts: Vec<String> = signed.split('.').map(str::to_owned).collect();
+    let mut payload: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    payload["quantity"] = json!(100);
+    parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
+    assert_eq!(rejected(f.credits.purchase(&f.user, &parts.join(".")).await), Rejection::Signature);
+    // A signature by another key over the same chain.
+    let other = TestChain::generate().unwrap();
+    let mut forged: Vec<String> =
+        other.sign(&tx("1000000000000004", PRODUCT_10).payload()).unwrap().split('.').map(str::to_owned).collect();
+    forged[0] = signed.split('.').next().unwrap().to_owned();
+    assert_eq!(rejected(f.credits.purchase(&f.user, &forged.join(".")).await), Rejection::Signature);
+    assert_eq!(f.balance().await, 3, "nothing credited");
+}
+
+#[tokio::test]
+async fn a_chain_to_an_untrusted_root_is_refused() {
+    let f = fixture().await;
+    let stranger = TestChain::generate().unwrap();
+    let signed = stranger.sign(&tx("1000000000000005", PRODUCT_10).payload()).unwrap();
+    assert_eq!(rejected(f.credits.purchase(&f.user, &signed).await), Rejection::Signature);
+}
+
+#[tokio::test]
+async fn the_default_configuration_trusts_only_apple() {
+    // The harness's default: Apple Root CA G3 only. A self-made chain, however well formed, is refused.
+    let h = Harness::in_memory();
+    let credits = h.deps.credits_service().unwrap();
+    let user = h.signed_in("+14155550102").await.user.id;
+    let chain = TestChain::generate().unwrap();
+    let signed = chain.sign(&tx("1000000000000006", PRODUCT_10).payload()).unwrap();
+    assert!(matches!(credits.purchase(&user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+}
+
+#[tokio::test]
+async fn a_chain_without_apples_oids_is_refused() {
+    let f = fixture().await;
+    let chain = TestChain::with_options(ChainOptions { without_apple_oids: true, ..Default::default() }).unwrap();
+    let mut h = Harness::in_memory();
+    h.deps.credits = credits_config(vec![chain.root_der().to_vec()]);
+    let credits = h.deps.credits_service().unwrap();
+    let signed = chain.sign(&tx("1000000000000007", PRODUCT_10).payload()).unwrap();
+    assert!(matches!(credits.purchase(&f.user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+}
+
+#[tokio::test]
+async fn an_expired_leaf_is_refused() {
+    let chain = TestChain::with_options(ChainOptions { leaf_expired: true, ..Default::default() }).unwrap();
+    let mut h = Harness::in_memory();
+    h.deps.credits = credits_config(vec![chain.root_der().to_vec()]);
+    let credits = h.deps.credits_service().unwrap();
+    let user = h.signed_in("+14155550103").await.user.id;
+    let signed = chain.sign(&tx("1000000000000008", PRODUCT_10).payload()).unwrap();
+    assert!(matches!(credits.purchase(&user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+}
+
+#[tokio::test]
+async fn a_missing_x5c_is_refused() {
+    let f = fixture().await;
+    let signed =
+        f.chain.sign_with_header(&json!({"alg": "ES256"}), &tx("1000000000000009", PRODUCT_10).payload()).unwrap();
+    assert_eq!(rejected(f.credits.purchase(&f.user, &signed).await), Rejection::Signature);
+    // And an x5c of the wrong length, and an unsigned token.
+    let root = STANDARD.encode(f.chain.root_der());
+    let short =
+        f.chain.sign_with_header(&json!({"alg": "ES256", "x5c": [root]}), &tx("1", PRODUCT_10).payload()).unwrap();
+    assert_eq!(rejected(f.credits.purchase(&f.user, &short).await), Rejection::Signature);
+    let none = f.chain.sign_with_header(&json!({"alg": "none"}), &tx("1", PRODUCT_10).payload()).unwrap();
+    assert_eq!(rejected(f.credits.purchase(&f.user, &none).await), Rejection::Signature);
+    for junk in ["", "a.b", "not a jws", "a.b.c.d"] {
+        assert!(matches!(f.credits.purchase(&f.user, junk).await, Err(PurchaseError::Rejected(_))), "{junk:?}");
+    }
+}
+
+#[tokio::test]
+async fn another_apps_or_environments_transaction_is_refused() {
+    let f = fixture().await;
+    let other_app = Transaction::consumable("1000000000000010", PRODUCT_10, "com.example.other", "Sandbox");
+    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&other_app)).await), Rejection::WrongApp);
+    let production = Transaction::consumable("1000000000000011", PRODUCT_10, BUNDLE_ID, "Production");
+    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&production)).await), Rejection::WrongEnvironment);
+    let xcode = Transaction::consumable("1000000000000012", PRODUCT_10, BUNDLE_ID, "Xcode");
+    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&xcode)).await), Rejection::WrongEnvironment);
+    assert_eq!(f.balance().await, 3);
+}
+
+#[tokio::test]
+async fn unknown_and_non_consumable_products_are_refused() {
+    let f = fixture().await;
+    let unknown = tx("1000000000000013", "app.facemake.test.credits9999");
+    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&unknown)).await, Err(PurchaseError::UnknownProduct)));
+    let mut subscription = tx("1000000000000014", PRODUCT_10);
+    subscription.product_type = "Auto-Renewable Subscription".to_owned();
+    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&subscription)).await, Err(PurchaseError::UnknownProduct)));
+    assert_eq!(f.balance().await, 3);
+}
+
+#[tokio::test]
+async fn a_revoked_transaction_is_refused() {
+    let f = fixture().await;
+    let mut t = tx("1000000000000015", PRODUCT_10);
+    t.revoked = true;
+    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&t)).await, Err(PurchaseError::Revoked)));
+}
+
+#[tokio::test]
+async fn the_app_account_token_must_name_the_buyer() {
+    let f = fixture().await;
+    let mut mine = tx("1000000000000016", PRODUCT_10);
+    mine.app_account_token = Some(f.user.app_account_token().to_string());
+    assert!(f.credits.purchase(&f.user, &f.sign(&mine)).await.is_ok());
+    let mut theirs = tx("1000000000000017", PRODUCT_10);
+    theirs.app_account_token = Some(UserId::new().app_account_token().to_string());
+    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&theirs)).await, Err(PurchaseError::AccountMismatch)));
+    // Lenient (the default): a transaction without a token is accepted.
+    assert!(f.credits.purchase(&f.user, &f.sign(&tx("1000000000000018", PRODUCT_10))).await.is_ok());
+}
+
+#[tokio::test]
+async fn strict_mode_requires_the_app_account_token() {
+    let f = fixture_with(|c| c.app_store.require_account_token = true).await;
+    let bare = tx("1000000000000019", PRODUCT_10);
+    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&bare)).await, Err(PurchaseError::AccountTokenRequired)));
+    let mut mine = tx("1000000000000020", PRODUCT_10);
+    mine.app_account_token = Some(f.user.app_account_token().to_string().to_uppercase());
+    assert!(f.credits.purchase(&f.user, &f.sign(&mine)).await.is_ok(), "UUIDs compare by value, not by case");
+}
+
+#[tokio::test]
+async fn a_refund_notification_takes_the_credits_back_once() {
+    let f = fixture().await;
+    f.credits.purchase(&f.user, &f.sign(&tx("1000000000000021", PRODUCT_10))).await.unwrap();
+    assert_eq!(f.balance().await, 13);
+    let refund = f.notification("REFUND", "6b0ef0d4-0000-4000-8000-000000000001", "1000000000000021");
+    match f.credits.notification(&refund).await.unwrap() {
+        Handled::Refund(RefundOutcome::Applied { amount: -10, shortfall: 0, balance: 3, .. }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(f.credits.notification(&refund).await.unwrap(), Handled::Duplicate);
+    assert_eq!(f.balance().await, 3);
+    let reversed = f.notification("REFUND_REVERSED", "6b0ef0d4-0000-4000-8000-000000000002", "1000000000000021");
+    assert!(matches!(
+        f.credits.notification(&reversed).await.unwrap(),
+        Handled::RefundReversed(RefundOutcome::Applied { amount: 10, .. })
+    ));
+    assert_eq!(f.balance().await, 13);
+}
+
+#[tokio::test]
+async fn other_verified_notifications_are_acknowledged_once() {
+    let f = fixture().await;
+    for (kind, uuid) in [("TEST", "u-1"), ("CONSUMPTION_REQUEST", "u-2"), ("SOMETHING_NEW", "u-3")] {
+        let signed = f.chain.sign(&notification(kind, uuid, BUNDLE_ID, "Sandbox", None)).unwrap();
+        assert_eq!(f.credits.notification(&signed).await.unwrap(), Handled::Acknowledged, "{kind}");
+        assert_eq!(f.credits.notification(&signed).await.unwrap(), Handled::Duplicate, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn unverifiable_notifications_are_refused() {
+    let f = fixture().await;
+    let stranger = TestChain::generate().unwrap();
+    let forged = stranger.sign(&notification("REFUND", "u-9", BUNDLE_ID, "Sandbox", None)).unwrap();
+    assert!(matches!(f.credits.notification(&forged).await, Err(NotificationError::Rejected(Rejection::Signature))));
+    let other_app = f.chain.sign(&notification("TEST", "u-10", "com.example.other", "Sandbox", None)).unwrap();
+    assert!(matches!(f.credits.notification(&other_app).await, Err(NotificationError::Rejected(Rejection::WrongApp))));
+    let production = f.chain.sign(&notification("TEST", "u-11", BUNDLE_ID, "Production", None)).unwrap();
+    assert!(matches!(
+        f.credits.notification(&production).await,
+        Err(NotificationError::Rejected(Rejection::WrongEnvironment))
+    ));
+    // A refund without the transaction it refunds.
+    let bare_refund = f.chain.sign(&notification("REFUND", "u-12", BUNDLE_ID, "Sandbox", None)).unwrap();
+    assert!(matches!(
+        f.credits.notification(&bare_refund).await,
+        Err(NotificationError::Rejected(Rejection::Malformed))
+    ));
+    // The transaction inside a notification must verify too.
+    let foreign_info = stranger.sign(&tx("1000000000000022", PRODUCT_10).payload()).unwrap();
+    let wrapped = f.chain.sign(&notification("REFUND", "u-13", BUNDLE_ID, "Sandbox", Some(&foreign_info))).unwrap();
+    assert!(matches!(f.credits.notification(&wrapped).await, Err(NotificationError::Rejected(Rejection::Signature))));
+}
