@@ -85,7 +85,7 @@ pub struct CatalogueConfig {
 
 impl Default for CatalogueConfig {
     fn default() -> Self {
-        Self { cache_ttl_secs: 60, preview_base_url: "http://127.0.0.1:3000/_local/previews/".to_owned() }
+        Self { cache_ttl_secs: 60, preview_base_url: "http://127.0.0.1:3000/_local/catalogue/".to_owned() }
     }
 }
 
@@ -272,7 +272,16 @@ impl AppStoreConfig {
                 return Err(ConfigError::Missing("APP_STORE_APP_APPLE_ID"))
             }
             None => None,
-            Some(_) => Some(number(env, "APP_STORE_APP_APPLE_ID", 0i64)?),
+            Some(_) => match number(env, "APP_STORE_APP_APPLE_ID", 0i64)? {
+                // Zero is the samconfig placeholder: Apple would have every notification refused.
+                id if id > 0 => Some(id),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "APP_STORE_APP_APPLE_ID",
+                        reason: "must be the app's Apple ID from App Store Connect (a positive number)".to_owned(),
+                    })
+                }
+            },
         };
         Ok(Self {
             bundle_id: required(env, "APP_STORE_BUNDLE_ID")?,
@@ -296,11 +305,18 @@ pub fn root_certs(value: Option<&str>) -> Result<Vec<Vec<u8>>, ConfigError> {
         if entry == "apple-root-ca-g3" {
             roots.push(APPLE_ROOT_CA_G3.to_vec());
         } else {
-            let der = base64::engine::general_purpose::STANDARD.decode(entry).map_err(|_| ConfigError::Invalid {
-                var: "APP_STORE_ROOT_CERTS",
-                reason: "an entry is neither apple-root-ca-g3 nor base64".to_owned(),
-            })?;
-            roots.push(der);
+            let invalid =
+                |reason: &str| ConfigError::Invalid { var: "APP_STORE_ROOT_CERTS", reason: reason.to_owned() };
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(entry)
+                .map_err(|_| invalid("an entry is neither apple-root-ca-g3 nor base64"))?;
+            // The verifier parses roots only when it verifies: check them now, so a bad entry fails the cold
+            // start instead of every purchase.
+            match x509_parser::parse_x509_certificate(&der) {
+                Ok((rest, cert)) if rest.is_empty() && cert.tbs_certificate.is_ca() => roots.push(der),
+                Ok(_) => return Err(invalid("an entry is not a CA certificate")),
+                Err(_) => return Err(invalid("an entry is not a DER certificate")),
+            }
         }
     }
     if roots.is_empty() {
@@ -379,10 +395,19 @@ mod tests {
         assert_eq!(Config::from(&env).unwrap_err(), ConfigError::Missing("APP_STORE_APP_APPLE_ID"));
         env.insert("APP_STORE_APP_APPLE_ID", "1234567890");
         assert_eq!(Config::from(&env).unwrap().credits.app_store.app_apple_id, Some(1234567890));
-        env.insert("APP_STORE_ROOT_CERTS", "apple-root-ca-g3, AAEC");
-        assert_eq!(Config::from(&env).unwrap().credits.app_store.root_certs[1], vec![0, 1, 2]);
-        env.insert("APP_STORE_ROOT_CERTS", "not base64!");
-        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { var: "APP_STORE_ROOT_CERTS", .. })));
+        env.insert("APP_STORE_APP_APPLE_ID", "0000000000");
+        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { var: "APP_STORE_APP_APPLE_ID", .. })));
+        env.insert("APP_STORE_APP_APPLE_ID", "1234567890");
+        use base64::Engine;
+        let g3 = base64::engine::general_purpose::STANDARD.encode(APPLE_ROOT_CA_G3);
+        let listed = format!("apple-root-ca-g3, {g3}");
+        env.insert("APP_STORE_ROOT_CERTS", &listed);
+        assert_eq!(Config::from(&env).unwrap().credits.app_store.root_certs.len(), 2);
+        for bad in ["not base64!", "AAEC", "MAMCAQA="] {
+            env.insert("APP_STORE_ROOT_CERTS", bad);
+            let err = Config::from(&env);
+            assert!(matches!(err, Err(ConfigError::Invalid { var: "APP_STORE_ROOT_CERTS", .. })), "{bad:?}: {err:?}");
+        }
         let mut env = full();
         for bad in ["", "a=0", "a", "a=1,a=2", "a=x"] {
             env.insert("CREDIT_PRODUCTS", bad);

@@ -67,3 +67,43 @@ async fn a_sign_in_journey_logs_no_secrets() {
         assert!(!logs.contains(secret), "the {what} reached the logs:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn purchases_and_notifications_log_no_signed_data() {
+    use appstore_test_chain::{notification, TestChain, Transaction};
+    use facemake::testkit::{credits_config, BUNDLE_ID, PRODUCT_10};
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let chain = TestChain::generate().unwrap();
+    let mut h = Harness::in_memory();
+    h.deps.credits = credits_config(vec![chain.root_der().to_vec()]);
+    let credits = h.deps.credits_service().unwrap();
+    let user = h.signed_in("+14155550198").await.user.id;
+    let signed =
+        chain.sign(&Transaction::consumable("3000000000000001", PRODUCT_10, BUNDLE_ID, "Sandbox").payload()).unwrap();
+    credits.purchase(&user, &signed).await.unwrap();
+    let _ = credits.purchase(&user, "forged.payload.signature").await;
+    let info =
+        chain.sign(&Transaction::consumable("3000000000000001", PRODUCT_10, BUNDLE_ID, "Sandbox").payload()).unwrap();
+    let refund = chain
+        .sign(&notification("REFUND", "c0ffee00-0000-4000-8000-000000000001", BUNDLE_ID, "Sandbox", Some(&info)))
+        .unwrap();
+    credits.notification(&refund).await.unwrap();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("app store notification"), "the notification was logged:\n{logs}");
+    // Any signature segment (the part only the signer could make) must not be in the logs.
+    for (what, jws) in [("signed transaction", &signed), ("transaction info", &info), ("signed payload", &refund)] {
+        let signature = jws.rsplit('.').next().unwrap();
+        assert!(!logs.contains(signature), "the {what} reached the logs:\n{logs}");
+    }
+}

@@ -20,8 +20,9 @@ struct Cli {
 /// The stage's tables: the stack outputs (README shows how to export them), or a local prefix.
 #[derive(Args)]
 struct TableArgs {
-    /// Tables named `<prefix><LogicalId>`, as the local API creates them in DynamoDB Local.
-    #[arg(long, global = true, conflicts_with_all = ["users_table", "credits_table", "catalogue_table"])]
+    /// Tables named `<prefix><LogicalId>`, as the local API creates them in DynamoDB Local (takes precedence
+    /// over the table flags and variables).
+    #[arg(long, global = true)]
     local_prefix: Option<String>,
     #[arg(long, global = true, env = "USERS_TABLE")]
     users_table: Option<String>,

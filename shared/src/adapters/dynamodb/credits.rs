@@ -21,7 +21,8 @@ use crate::ports::{
 };
 
 const BALANCE: &str = "BALANCE";
-/// How long a processed notification is remembered (Apple retries for about three days).
+/// How long a processed notification is remembered (Apple retries a failed delivery five times, the last
+/// about six and a half days after the first attempt).
 const NOTIFICATION_TTL_SECS: i64 = 90 * 24 * 3600;
 /// Attempts of an optimistic balance change before giving up with 503.
 const MAX_ATTEMPTS: u32 = 12;
