@@ -221,3 +221,20 @@ impl Harness {
 pub fn body_json(response: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
     serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null)
 }
+
+/// Generates `memory` and `dynamodb` variants of each store contract test: `store_contract!(a, b)` makes
+/// `memory::a` run `a(Arc::new(MemoryStore::new()))` and `dynamodb::a` run it on fresh DynamoDB Local tables, so
+/// both stores answer to the same cases.
+#[macro_export]
+macro_rules! store_contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(std::sync::Arc::new($crate::adapters::memory::MemoryStore::new())).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(std::sync::Arc::new($crate::testkit::dynamodb_store().await)).await })*
+        }
+    };
+}

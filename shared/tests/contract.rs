@@ -14,21 +14,7 @@ use facemake::wiring::Store;
 
 const NOW: i64 = 1_800_000_000;
 
-/// Generates `memory` and `dynamodb` test variants of each contract function.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new(facemake::adapters::memory::MemoryStore::new())).await })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new(facemake::testkit::dynamodb_store().await)).await })*
-        }
-    };
-}
-
-contract!(
+facemake::store_contract!(
     otp_replace_is_conditional_on_the_version,
     otp_concurrent_replacements_let_exactly_one_win,
     otp_attempts_are_counted_and_refusals_classified,

@@ -10,20 +10,7 @@ use facemake::wiring::Store;
 
 const NOW: i64 = 1_800_000_000;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new(facemake::adapters::memory::MemoryStore::new())).await })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new(facemake::testkit::dynamodb_store().await)).await })*
-        }
-    };
-}
-
-contract!(
+facemake::store_contract!(
     a_purchase_is_credited_once_and_only_to_its_owner,
     fifty_concurrent_posts_of_one_transaction_credit_it_once,
     concurrent_distinct_purchases_all_count,
