@@ -4,66 +4,16 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use common::{read, Api};
 use facemake::adapters::keys::keys_from_master;
-use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
+use facemake::adapters::memory::MemoryStore;
 use facemake::ports::{Clock, SystemClock};
 use facemake::tokens::{AccessClaims, AccessTokens};
-use facemake::wiring::Store;
-use local_api::{LocalApi, LOCAL_SIGNING_KEY};
+use local_api::LOCAL_SIGNING_KEY;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn start(store: Arc<dyn Store>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = LocalApi::new(store, MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock), &base)
-            .await
-            .unwrap();
-        tokio::spawn(api.serve(listener));
-        Self { base, http: reqwest::Client::new() }
-    }
-
-    async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        read(req.send().await.unwrap()).await
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        read(req.send().await.unwrap()).await
-    }
-
-    async fn raw(&self, method: reqwest::Method, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let req =
-            self.http.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
-        read(req.send().await.unwrap()).await
-    }
-
-    async fn code_for(&self, phone: &str) -> String {
-        let (status, body) = self.get(&format!("/_local/messages?phone={}", phone.replace('+', "%2B")), None).await;
-        assert_eq!(status, 200);
-        let text = body["items"][0]["body"].as_str().unwrap_or_else(|| panic!("no text for {phone}: {body}"));
-        text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_owned()
-    }
-}
-
-async fn read(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+mod common;
 
 /// The full sign-in journey of the README walkthrough.
 async fn sign_in_journey(api: &Api, phone: &str) {

@@ -5,82 +5,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
-use facemake::ports::SystemClock;
-use facemake::wiring::Store;
-use local_api::LocalApi;
+use common::Api;
+use facemake::adapters::memory::MemoryStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn start(store: Arc<dyn Store>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = LocalApi::new(store, MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock), &base)
-            .await
-            .unwrap();
-        tokio::spawn(api.serve(listener));
-        Self { base, http: reqwest::Client::new() }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let response = req.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None, token).await
-    }
-
-    async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(body), token).await
-    }
-
-    async fn sign_in(&self, phone: &str) -> String {
-        let (status, _) = self.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
-        assert_eq!(status, 202);
-        let (_, messages) = self.get(&format!("/_local/messages?phone={}", phone.replace('+', "%2B")), None).await;
-        let text = messages["items"][0]["body"].as_str().unwrap();
-        let code = text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap();
-        let (status, session) = self.post("/v1/auth/verify-code", json!({"phone": phone, "code": code}), None).await;
-        assert_eq!(status, 200, "{session}");
-        session["accessToken"].as_str().unwrap().to_owned()
-    }
-
-    /// Every page of `path` (which has a query string) at page size `limit`.
-    async fn all_pages(&self, path: &str, limit: usize, token: Option<&str>) -> Vec<Value> {
-        let (mut items, mut cursor) = (Vec::new(), None::<String>);
-        loop {
-            let mut url = format!("{path}&limit={limit}");
-            if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={c}"));
-            }
-            let (status, page) = self.get(&url, token).await;
-            assert_eq!(status, 200, "{url}: {page}");
-            let batch = page["items"].as_array().unwrap();
-            assert!(batch.len() <= limit);
-            items.extend(batch.iter().cloned());
-            match page["nextCursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return items,
-            }
-        }
-    }
-}
+mod common;
 
 const TEMPLATE_FIELDS: [&str; 8] =
     ["id", "name", "description", "category", "tags", "previewUrl", "costCredits", "isTrending"];
