@@ -5,13 +5,14 @@
 //! - [`ports`]: narrow traits per capability; [`services`] are the use cases written against them.
 //! - [`adapters`]: DynamoDB, Secrets Manager, Twilio, and the in-memory twins used locally and in tests.
 //! - [`http`]: request parsing, the error envelope, the router and the auth guard.
-//! - [`telemetry`]: structured logs without secrets or phone numbers.
+//! - [`telemetry`]: structured logs without secrets or phone numbers; [`metrics`]: CloudWatch EMF metrics.
 
 pub mod adapters;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod services;
 pub mod telemetry;

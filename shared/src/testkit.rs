@@ -12,6 +12,7 @@ use crate::config::{
     AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, APPLE_ROOT_CA_G3,
 };
 use crate::domain::CountryAllowlist;
+use crate::metrics::Recorder;
 use crate::ports::{Clock, KeyProvider, SystemClock};
 use crate::wiring::{Deps, Store};
 
@@ -87,6 +88,8 @@ pub struct Harness {
     pub outbox: MemoryOutbox,
     pub clock: Arc<ManualClock>,
     pub keys: Arc<StaticKeys>,
+    /// What the services recorded as metrics.
+    pub metrics: Recorder,
 }
 
 impl Harness {
@@ -95,6 +98,7 @@ impl Harness {
         let outbox = MemoryOutbox::new();
         let clock = ManualClock::at_wall_clock();
         let keys = Arc::new(StaticKeys::new(TEST_MASTER_KEY));
+        let metrics = Recorder::new();
         let deps = Deps {
             store,
             keys: keys.clone(),
@@ -103,8 +107,9 @@ impl Harness {
             policy: policy(),
             catalogue: CatalogueConfig { cache_ttl_secs: 60, preview_base_url: PREVIEW_BASE_URL.to_owned() },
             credits: credits_config(vec![APPLE_ROOT_CA_G3.to_vec()]),
+            metrics: Arc::new(metrics.clone()),
         };
-        Self { deps, outbox, clock, keys }
+        Self { deps, outbox, clock, keys, metrics }
     }
 
     pub fn in_memory() -> Self {

@@ -9,6 +9,7 @@ use crate::adapters::keys::SecretsManagerKeys;
 use crate::adapters::sms::TwilioSms;
 use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
+use crate::metrics::{Emf, Metrics};
 use crate::ports::{
     AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, KeyProvider, LedgerReader, OtpStore,
     RateLimiter, SessionStore, SmsSender, SystemClock,
@@ -46,6 +47,7 @@ pub struct Deps {
     pub policy: AuthPolicy,
     pub catalogue: CatalogueConfig,
     pub credits: CreditsConfig,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
@@ -71,6 +73,7 @@ impl Deps {
             policy: config.auth.clone(),
             catalogue: config.catalogue.clone(),
             credits: config.credits.clone(),
+            metrics: Arc::new(Emf::for_stage(&config.stage)),
         }
     }
 
@@ -100,6 +103,7 @@ impl Deps {
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -112,6 +116,7 @@ impl Deps {
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -132,6 +137,7 @@ impl Deps {
             verifier: Arc::new(AppStoreVerifier::new(&self.credits.app_store)?),
             config: self.credits.clone(),
             clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 

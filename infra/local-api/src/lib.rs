@@ -112,6 +112,8 @@ impl LocalApi {
                 preview_base_url: format!("{}/_local/catalogue/", base_url.trim_end_matches('/')),
             },
             credits: credits.clone(),
+            // Kept in memory: EMF lines would only clutter a developer's terminal.
+            metrics: Arc::new(facemake::metrics::Recorder::new()),
         };
         let router = send_code::router(Arc::new(send_code::State::new(&deps)))
             .merge(verify_code::router(Arc::new(verify_code::State::new(&deps))))
@@ -165,6 +167,9 @@ impl LocalApi {
         if path == "/_local/messages" {
             return self.messages(&parts.uri);
         }
+        if matches!(path, "/openapi.json" | "/openapi.yaml" | "/docs") {
+            return openapi(path);
+        }
         if let Some(file) = path.strip_prefix("/_local/catalogue/") {
             return preview_file(file);
         }
@@ -195,6 +200,44 @@ impl LocalApi {
         response
     }
 }
+
+/// docs/openapi.yaml, read on every request so edits show without a restart.
+pub fn openapi_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml")
+}
+
+/// The API's OpenAPI document as `/openapi.yaml` or `/openapi.json`, and a readable page at `/docs`.
+fn openapi(path: &str) -> http::Response<Full<Bytes>> {
+    let yaml = match std::fs::read_to_string(openapi_path()) {
+        Ok(y) => y,
+        Err(e) => return plain(500, &format!("docs/openapi.yaml: {e}")),
+    };
+    let (body, content_type) = match path {
+        "/openapi.yaml" => (yaml, "application/yaml"),
+        "/openapi.json" => match serde_yaml_ng::from_str::<serde_json::Value>(&yaml) {
+            Ok(doc) => (doc.to_string(), "application/json"),
+            Err(e) => return plain(500, &format!("docs/openapi.yaml: {e}")),
+        },
+        _ => (DOCS_PAGE.to_owned(), "text/html; charset=utf-8"),
+    };
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}
+
+/// The API reference, rendered in the browser by Scalar from `/openapi.json` (the page needs the internet for
+/// the renderer's script; the spec itself is served from here).
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Facemake API (local)</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body>
+<noscript>The API reference needs JavaScript. The spec itself: <a href="/openapi.yaml">/openapi.yaml</a>.</noscript>
+<script id="api-reference" data-url="/openapi.json"></script>
+<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+</body>
+</html>
+"#;
 
 /// `GET /_local/catalogue/previews/<file>`: a preview image of the seed catalogue.
 fn preview_file(file: &str) -> http::Response<Full<Bytes>> {

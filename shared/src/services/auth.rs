@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use crate::config::AuthPolicy;
 use crate::crypto::{self, CryptoError};
 use crate::domain::{new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     AccountStore, AppKeys, AttemptOutcome, Clock, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError,
     RateDecision, RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
@@ -45,6 +46,7 @@ pub struct SendCode {
     pub keys: Arc<dyn KeyProvider>,
     pub clock: Arc<dyn Clock>,
     pub policy: AuthPolicy,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl SendCode {
@@ -100,9 +102,11 @@ impl SendCode {
 
         let body = format!("Your Facemake code is {}. It expires in 5 minutes. Never share it.", code.digits());
         if let Err(e) = self.sms.send(phone, &body).await {
+            self.metrics.count(Metric::CodesFailed);
             self.undo_send(&previous, &next, now).await;
             return Err(SendCodeError::Delivery(e));
         }
+        self.metrics.count(Metric::CodesSent);
         tracing::info!(phone = %phone.masked(), "sign-in code sent");
         Ok(CodeSent { expires_in_secs: p.code_ttl_secs, retry_after_secs: p.resend_cooldown_secs })
     }
@@ -185,6 +189,7 @@ pub struct SignIn {
     pub keys: Arc<dyn KeyProvider>,
     pub clock: Arc<dyn Clock>,
     pub policy: AuthPolicy,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl SignIn {
@@ -194,6 +199,32 @@ impl SignIn {
 
     /// Checks `code` for `phone`; on success signs the user in, creating the account on first sign-in.
     pub async fn verify(
+        &self,
+        phone: &PhoneNumber,
+        code: &OtpCode,
+        source_ip: Option<&str>,
+    ) -> Result<Session, SignInError> {
+        let result = self.check_code(phone, code, source_ip).await;
+        match &result {
+            Ok(session) => {
+                self.metrics.count(Metric::CodesVerified);
+                if session.is_new_user {
+                    self.metrics.count(Metric::SignUps);
+                }
+            }
+            Err(
+                SignInError::InvalidCode { .. }
+                | SignInError::NoCode
+                | SignInError::CodeExpired
+                | SignInError::CodeUsed
+                | SignInError::TooManyAttempts,
+            ) => self.metrics.count(Metric::CodesRejected),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_code(
         &self,
         phone: &PhoneNumber,
         code: &OtpCode,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::adapters::appstore::{AppStoreVerifier, Rejection, SignedTransaction};
 use crate::config::CreditsConfig;
 use crate::domain::UserId;
+use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     Clock, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
 };
@@ -15,6 +16,7 @@ pub struct Credits {
     pub verifier: Arc<AppStoreVerifier>,
     pub config: CreditsConfig,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 /// Why a purchase was not credited.
@@ -102,7 +104,10 @@ impl Credits {
             new,
         };
         match self.store.credit_purchase(user, &purchase, self.clock.now()).await? {
-            PurchaseOutcome::Credited { credits_added, balance } => Ok(purchased(credits_added, balance, true)),
+            PurchaseOutcome::Credited { credits_added, balance } => {
+                self.metrics.record(Metric::CreditsPurchased, credits_added as f64);
+                Ok(purchased(credits_added, balance, true))
+            }
             PurchaseOutcome::AlreadyCredited { credits_added, balance } => Ok(purchased(credits_added, balance, false)),
             PurchaseOutcome::OtherUser => Err(PurchaseError::OtherUser),
             PurchaseOutcome::Revoked => Err(PurchaseError::Revoked),
@@ -138,6 +143,14 @@ impl Credits {
             }
             other => other,
         };
+        // Net credits taken back: a reversal gives back what its refund took.
+        match &handled {
+            Handled::Refund(RefundOutcome::Applied { amount, .. })
+            | Handled::RefundReversed(RefundOutcome::Applied { amount, .. }) => {
+                self.metrics.record(Metric::CreditsRefunded, -(*amount as f64));
+            }
+            _ => {}
+        }
         tracing::info!(
             notification_type = %n.notification_type,
             subtype = n.subtype.as_deref().unwrap_or(""),

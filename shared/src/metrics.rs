@@ -1,0 +1,164 @@
+//! Business metrics in CloudWatch Embedded Metric Format: one JSON line on stdout per data point, which
+//! CloudWatch Logs turns into a metric of namespace `Facemake`, dimension `Stage`. No SDK call, no network on
+//! the request path, and the line doubles as a log record.
+//!
+//! Services take an `Arc<dyn Metrics>`; deployed it is [`Emf`], locally and in tests a [`Recorder`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Every metric the backend emits. Names are the CloudWatch metric names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// A sign-in code was texted.
+    CodesSent,
+    /// A text could not be delivered (the SMS provider failed).
+    CodesFailed,
+    /// A code was verified (a sign-in happened).
+    CodesVerified,
+    /// A wrong, expired, used or exhausted code was presented.
+    CodesRejected,
+    /// A new account was created at first sign-in.
+    SignUps,
+    /// Credits added by App Store purchases.
+    CreditsPurchased,
+    /// Credits taken back by App Store refunds.
+    CreditsRefunded,
+    /// Credits spent on generations.
+    CreditsSpent,
+    GenerationsStarted,
+    GenerationsSucceeded,
+    GenerationsFailed,
+    GenerationsRefunded,
+    /// Milliseconds an image provider took.
+    ProviderLatency,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::CodesSent => "CodesSent",
+            Metric::CodesFailed => "CodesFailed",
+            Metric::CodesVerified => "CodesVerified",
+            Metric::CodesRejected => "CodesRejected",
+            Metric::SignUps => "SignUps",
+            Metric::CreditsPurchased => "CreditsPurchased",
+            Metric::CreditsRefunded => "CreditsRefunded",
+            Metric::CreditsSpent => "CreditsSpent",
+            Metric::GenerationsStarted => "GenerationsStarted",
+            Metric::GenerationsSucceeded => "GenerationsSucceeded",
+            Metric::GenerationsFailed => "GenerationsFailed",
+            Metric::GenerationsRefunded => "GenerationsRefunded",
+            Metric::ProviderLatency => "ProviderLatency",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::ProviderLatency => "Milliseconds",
+            _ => "Count",
+        }
+    }
+}
+
+/// Where metrics go.
+pub trait Metrics: Send + Sync {
+    fn record(&self, metric: Metric, value: f64);
+
+    fn count(&self, metric: Metric) {
+        self.record(metric, 1.0);
+    }
+}
+
+/// CloudWatch Embedded Metric Format on stdout (Lambda sends stdout to CloudWatch Logs).
+pub struct Emf {
+    pub namespace: String,
+    pub stage: String,
+}
+
+impl Emf {
+    pub fn for_stage(stage: &str) -> Self {
+        Self { namespace: "Facemake".to_owned(), stage: stage.to_owned() }
+    }
+
+    /// The EMF line for one data point at `timestamp_ms`.
+    pub fn line(&self, metric: Metric, value: f64, timestamp_ms: u128) -> String {
+        let mut line = serde_json::json!({
+            "_aws": {
+                "Timestamp": timestamp_ms as u64,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["Stage"]],
+                    "Metrics": [{ "Name": metric.name(), "Unit": metric.unit() }],
+                }],
+            },
+            "Stage": self.stage,
+        });
+        line[metric.name()] = serde_json::json!(value);
+        line.to_string()
+    }
+}
+
+impl Metrics for Emf {
+    fn record(&self, metric: Metric, value: f64) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis());
+        let line = self.line(metric, value, now.unwrap_or(0));
+        // One write per line so concurrent requests never interleave within a line.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Keeps totals in memory (tests, the local API).
+#[derive(Default, Clone)]
+pub struct Recorder {
+    totals: Arc<Mutex<BTreeMap<Metric, f64>>>,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sum of everything recorded for `metric`.
+    pub fn total(&self, metric: Metric) -> f64 {
+        self.totals.lock().unwrap_or_else(|e| e.into_inner()).get(&metric).copied().unwrap_or(0.0)
+    }
+}
+
+impl Metrics for Recorder {
+    fn record(&self, metric: Metric, value: f64) {
+        *self.totals.lock().unwrap_or_else(|e| e.into_inner()).entry(metric).or_insert(0.0) += value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_has_the_shape_cloudwatch_expects() {
+        let line = Emf::for_stage("dev").line(Metric::ProviderLatency, 1234.0, 1_800_000_000_000);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_800_000_000_000u64);
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Facemake");
+        assert_eq!(directive["Dimensions"], serde_json::json!([["Stage"]]));
+        assert_eq!(directive["Metrics"][0], serde_json::json!({"Name": "ProviderLatency", "Unit": "Milliseconds"}));
+        // The dimension and the value are top-level members named as the directive says.
+        assert_eq!(v["Stage"], "dev");
+        assert_eq!(v["ProviderLatency"], 1234.0);
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_recorder_sums() {
+        let r = Recorder::new();
+        r.count(Metric::CodesSent);
+        r.count(Metric::CodesSent);
+        r.record(Metric::CreditsPurchased, 50.0);
+        assert_eq!((r.total(Metric::CodesSent), r.total(Metric::CreditsPurchased)), (2.0, 50.0));
+        assert_eq!(r.total(Metric::SignUps), 0.0);
+    }
+}
