@@ -8,6 +8,8 @@ use facemake::ports::SystemClock;
 use local_api::{api_gateway_event, LocalApi};
 use proptest::prelude::*;
 
+mod common;
+
 const ROUTES: [(&str, &str); 19] = [
     ("POST", "/v1/auth/send-code"),
     ("POST", "/v1/auth/verify-code"),
@@ -114,6 +116,9 @@ proptest! {
         let response = runtime.block_on(api.router.handle(request));
         let status = response.status().as_u16();
         prop_assert!(status < 500, "{method} {path} answered {status}");
+        // And the answer is one docs/openapi.yaml documents for the route, body included.
+        let json: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap_or_default();
+        common::openapi::check(method, path, status, &json);
         if status >= 400 {
             let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap_or_default();
             prop_assert!(body["error"]["code"].is_string(), "{method} {path} {status}: not the envelope: {body}");

@@ -186,3 +186,16 @@ async fn concurrent_send_code_over_http_sends_one_text_on_dynamodb_local() {
     let (_, messages) = api.get("/_local/messages?phone=%2B14155550125", None).await;
     assert_eq!(messages["items"].as_array().unwrap().len(), 1, "exactly one code sent");
 }
+
+#[tokio::test]
+async fn the_local_api_serves_its_openapi_document_and_a_docs_page() {
+    let api = Api::start(Arc::new(MemoryStore::new())).await;
+    let spec: serde_json::Value =
+        api.http.get(format!("{}/openapi.json", api.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/v1/auth/send-code"]["post"].is_object());
+    let yaml = api.http.get(format!("{}/openapi.yaml", api.base)).send().await.unwrap();
+    assert_eq!(yaml.headers()["content-type"], "application/yaml");
+    let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("/openapi.json"));
+}

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use facemake::testkit::Harness;
 use serde_yaml_ng::Value;
 
+mod common;
+
 type Routes = BTreeSet<(String, String)>;
 
 fn template_routes() -> BTreeMap<String, Routes> {
@@ -61,4 +63,11 @@ async fn the_local_api_serves_every_deployed_route() {
     let served = routes(&api.router);
     let deployed: Routes = template_routes().into_values().flatten().collect();
     assert_eq!(served, deployed);
+}
+
+#[test]
+fn the_openapi_spec_documents_exactly_the_deployed_routes() {
+    let documented: Routes = common::openapi::operations().into_iter().collect();
+    let deployed: Routes = template_routes().into_values().flatten().collect();
+    assert_eq!(documented, deployed);
 }

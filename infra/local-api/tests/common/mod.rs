@@ -2,6 +2,8 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::sync::Arc;
 
 use facemake::adapters::memory::MemoryOutbox;
@@ -28,6 +30,7 @@ impl Api {
         Self { base, http: reqwest::Client::new() }
     }
 
+    /// A JSON request; the answer is checked against docs/openapi.yaml.
     pub async fn call(
         &self,
         method: Method,
@@ -35,14 +38,16 @@ impl Api {
         body: Option<Value>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             req = req.json(&body);
         }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        read(req.send().await.unwrap()).await
+        let (status, body) = read(req.send().await.unwrap()).await;
+        openapi::check(method.as_str(), path, status.as_u16(), &body);
+        (status, body)
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -55,9 +60,14 @@ impl Api {
 
     /// A request with any content type and raw body bytes.
     pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let req =
-            self.http.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
-        read(req.send().await.unwrap()).await
+        let req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        let (status, body) = read(req.send().await.unwrap()).await;
+        openapi::check(method.as_str(), path, status.as_u16(), &body);
+        (status, body)
     }
 
     /// The latest code the local outbox "texted" to `phone`.
