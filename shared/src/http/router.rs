@@ -122,10 +122,12 @@ impl Router {
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let (status, body) = match serde_json::to_vec(value) {
         Ok(body) => (status, body),
-        // Serialising our own view types cannot fail; if it ever did, answer a bare 500 rather than panic.
+        // Serialising our own view types cannot fail; if it ever did, answer a 500 in the envelope's shape
+        // rather than panic (the request id is not known here; the x-request-id header still carries it).
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            br#"{"error":{"code":"INTERNAL_ERROR","message":"Something went wrong on our side."}}"#.to_vec(),
+            br#"{"error":{"code":"INTERNAL_ERROR","message":"Something went wrong on our side.","requestId":""}}"#
+                .to_vec(),
         ),
     };
     let mut response = Response::new(Body::Binary(body));
