@@ -30,6 +30,19 @@ pub struct Tables {
     pub catalogue: String,
 }
 
+impl Tables {
+    /// Template.yaml's logical ids of the tables, in field order.
+    pub const LOGICAL_IDS: [&'static str; 5] =
+        ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable"];
+
+    /// `<prefix><LogicalId>`: how tables are named when created from template.yaml outside CloudFormation
+    /// (DynamoDB Local for tests and the local API).
+    pub fn prefixed(prefix: &str) -> Self {
+        let [users, credits, codes, sessions, catalogue] = Self::LOGICAL_IDS.map(|id| format!("{prefix}{id}"));
+        Self { users, credits, codes, sessions, catalogue }
+    }
+}
+
 /// Where sign-in texts go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsConfig {

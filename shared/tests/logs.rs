@@ -20,8 +20,14 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn a_sign_in_journey_logs_no_secrets() {
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Every log line, JSON at TRACE (as deployed but more verbose), captured for this thread's test.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -31,7 +37,12 @@ async fn a_sign_in_journey_logs_no_secrets() {
         .without_time()
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn a_sign_in_journey_logs_no_secrets() {
+    let (captured, _guard) = capture();
 
     let h = Harness::in_memory();
     let phone = PhoneNumber::parse("+14155550199", None).unwrap();
@@ -50,7 +61,7 @@ async fn a_sign_in_journey_logs_no_secrets() {
     h.clock.advance(61);
     let _ = send.send(&phone, None).await; // delivery failure path
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("sign-in code sent") && logs.contains("refresh token reused"),
         "the journey was logged:\n{logs}"
@@ -73,15 +84,7 @@ async fn purchases_and_notifications_log_no_signed_data() {
     use appstore_test_chain::{notification, TestChain, Transaction};
     use facemake::testkit::{credits_config, BUNDLE_ID, PRODUCT_10};
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     let chain = TestChain::generate().unwrap();
     let mut h = Harness::in_memory();
@@ -99,7 +102,7 @@ async fn purchases_and_notifications_log_no_signed_data() {
         .unwrap();
     credits.notification(&refund).await.unwrap();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("app store notification"), "the notification was logged:\n{logs}");
     // Any signature segment (the part only the signer could make) must not be in the logs.
     for (what, jws) in [("signed transaction", &signed), ("transaction info", &info), ("signed payload", &refund)] {

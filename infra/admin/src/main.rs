@@ -42,6 +42,16 @@ struct Who {
     phone: Option<String>,
 }
 
+#[derive(Args)]
+struct Adjustment {
+    #[command(flatten)]
+    who: Who,
+    #[arg(long)]
+    amount: u32,
+    #[arg(long)]
+    reason: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Upsert the categories and templates of a seed file, uploading previews to the assets bucket.
@@ -57,23 +67,9 @@ enum Command {
     /// Show a hidden template again.
     Activate { template: String },
     /// Give credits, with a reason kept in the user's ledger.
-    Grant {
-        #[command(flatten)]
-        who: Who,
-        #[arg(long)]
-        amount: u32,
-        #[arg(long)]
-        reason: String,
-    },
+    Grant(Adjustment),
     /// Take credits (never below zero), with a reason kept in the user's ledger.
-    Take {
-        #[command(flatten)]
-        who: Who,
-        #[arg(long)]
-        amount: u32,
-        #[arg(long)]
-        reason: String,
-    },
+    Take(Adjustment),
     /// Show a user's account and latest ledger entries.
     User {
         #[command(flatten)]
@@ -84,14 +80,7 @@ enum Command {
 impl TableArgs {
     fn tables(&self) -> Result<Tables, String> {
         if let Some(prefix) = &self.local_prefix {
-            let name = |id: &str| format!("{prefix}{id}");
-            return Ok(Tables {
-                users: name("UsersTable"),
-                credits: name("CreditsTable"),
-                codes: name("CodesTable"),
-                sessions: name("SessionsTable"),
-                catalogue: name("CatalogueTable"),
-            });
+            return Ok(Tables::prefixed(prefix));
         }
         let need = |v: &Option<String>, flag: &str| v.clone().ok_or(format!("{flag} (or its variable) is required"));
         Ok(Tables {
@@ -138,19 +127,24 @@ async fn run(cli: Cli) -> Result<String, String> {
         }
         Command::Deactivate { template } => set_active(&store, &template, false).await,
         Command::Activate { template } => set_active(&store, &template, true).await,
-        Command::Grant { who, amount, reason } => {
-            let user = resolve_user(&store, who.user.as_deref(), who.phone.as_deref()).await?;
-            adjust(&store, &user, i64::from(amount), &reason, &clock).await
-        }
-        Command::Take { who, amount, reason } => {
-            let user = resolve_user(&store, who.user.as_deref(), who.phone.as_deref()).await?;
-            adjust(&store, &user, -i64::from(amount), &reason, &clock).await
-        }
+        Command::Grant(a) => adjust_user(&store, a, 1, &clock).await,
+        Command::Take(a) => adjust_user(&store, a, -1, &clock).await,
         Command::User { who } => {
             let user = resolve_user(&store, who.user.as_deref(), who.phone.as_deref()).await?;
             describe_user(&store, &user).await
         }
     }
+}
+
+/// `grant` (`sign` 1) or `take` (`sign` -1).
+async fn adjust_user(
+    store: &facemake::adapters::dynamodb::DynamoStore,
+    a: Adjustment,
+    sign: i64,
+    clock: &SystemClock,
+) -> Result<String, String> {
+    let user = resolve_user(store, a.who.user.as_deref(), a.who.phone.as_deref()).await?;
+    adjust(store, &user, sign * i64::from(a.amount), &a.reason, clock).await
 }
 
 #[tokio::main]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use facemake::config::Config;
+use facemake::config::{Config, Tables};
 use facemake::testkit::{body_json, event, with_bearer};
 use facemake::wiring::Deps;
 use lambda_http::Body;
@@ -25,6 +25,26 @@ async fn secret(server: &MockServer, arn: &str, value: serde_json::Value) {
         .expect(1)
         .mount(server)
         .await;
+}
+
+/// The environment template.yaml gives every function, for `tables`.
+fn stage_env(tables: &Tables) -> HashMap<&str, &str> {
+    HashMap::from([
+        ("STAGE", "dev"),
+        ("USERS_TABLE", tables.users.as_str()),
+        ("CREDITS_TABLE", tables.credits.as_str()),
+        ("CODES_TABLE", tables.codes.as_str()),
+        ("SESSIONS_TABLE", tables.sessions.as_str()),
+        ("CATALOGUE_TABLE", tables.catalogue.as_str()),
+        ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
+        ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
+        ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
+        ("APP_STORE_ENVIRONMENT", "Sandbox"),
+        ("APP_SECRET_ARN", APP_ARN),
+        ("SMS_SECRET_ARN", SMS_ARN),
+        ("ALLOWED_COUNTRIES", "US"),
+        ("TOKEN_ISSUER", "facemake-dev"),
+    ])
 }
 
 /// The SDK configuration Lambda would load: a region and the role's credentials.
@@ -61,24 +81,8 @@ async fn sign_in_through_the_deployed_adapters() {
     let store = facemake::testkit::dynamodb_store().await;
     let tables = store.tables().clone();
     let twilio_base = twilio.uri();
-    let env: HashMap<&str, &str> = HashMap::from([
-        ("STAGE", "dev"),
-        ("USERS_TABLE", tables.users.as_str()),
-        ("CREDITS_TABLE", tables.credits.as_str()),
-        ("CODES_TABLE", tables.codes.as_str()),
-        ("SESSIONS_TABLE", tables.sessions.as_str()),
-        ("CATALOGUE_TABLE", tables.catalogue.as_str()),
-        ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
-        ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
-        ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
-        ("APP_STORE_ENVIRONMENT", "Sandbox"),
-        ("APP_SECRET_ARN", APP_ARN),
-        ("SMS_SECRET_ARN", SMS_ARN),
-        ("TWILIO_API_BASE", twilio_base.as_str()),
-        ("ALLOWED_COUNTRIES", "US"),
-        ("TOKEN_ISSUER", "facemake-dev"),
-        ("STARTER_CREDITS", "5"),
-    ]);
+    let mut env = stage_env(&tables);
+    env.extend([("TWILIO_API_BASE", twilio_base.as_str()), ("STARTER_CREDITS", "5")]);
     let config = Config::from(&env).unwrap();
 
     // DynamoDB and Secrets Manager at their stand-ins.
@@ -128,22 +132,14 @@ async fn an_unreachable_database_is_503_not_500() {
     let secrets = MockServer::start().await;
     secret(&secrets, APP_ARN, serde_json::json!({"signingKey": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"}))
         .await;
-    let env: HashMap<&str, &str> = HashMap::from([
-        ("STAGE", "dev"),
-        ("USERS_TABLE", "u"),
-        ("CREDITS_TABLE", "c"),
-        ("CODES_TABLE", "o"),
-        ("SESSIONS_TABLE", "s"),
-        ("CATALOGUE_TABLE", "t"),
-        ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
-        ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
-        ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
-        ("APP_STORE_ENVIRONMENT", "Sandbox"),
-        ("APP_SECRET_ARN", APP_ARN),
-        ("SMS_SECRET_ARN", SMS_ARN),
-        ("ALLOWED_COUNTRIES", "US"),
-        ("TOKEN_ISSUER", "facemake-dev"),
-    ]);
+    let tables = Tables {
+        users: "u".into(),
+        credits: "c".into(),
+        codes: "o".into(),
+        sessions: "s".into(),
+        catalogue: "t".into(),
+    };
+    let env = stage_env(&tables);
     let config = Config::from(&env).unwrap();
     let sdk = sdk();
     // Port 9 (discard) refuses connections on loopback.

@@ -244,10 +244,9 @@ impl CreditsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<RefundOutcome, PortError> {
         let mut inner = self.lock();
-        if inner.notifications.contains(notification_id) {
+        if !inner.notifications.insert(notification_id.to_owned()) {
             return Ok(RefundOutcome::Duplicate);
         }
-        inner.notifications.insert(notification_id.to_owned());
         let Some(p) = inner.purchases.get(transaction_id) else {
             inner.purchases.insert(
                 transaction_id.to_owned(),
@@ -280,10 +279,9 @@ impl CreditsStore for MemoryStore {
         now: UnixTime,
     ) -> Result<RefundOutcome, PortError> {
         let mut inner = self.lock();
-        if inner.notifications.contains(notification_id) {
+        if !inner.notifications.insert(notification_id.to_owned()) {
             return Ok(RefundOutcome::Duplicate);
         }
-        inner.notifications.insert(notification_id.to_owned());
         let Some((user, give)) = inner
             .purchases
             .get(transaction_id)

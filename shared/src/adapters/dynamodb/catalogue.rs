@@ -44,6 +44,20 @@ fn favorite_sk(id: &TemplateId) -> String {
     format!("FAV#{id}")
 }
 
+impl DynamoStore {
+    /// An unconditional put (an upsert) into the catalogue table.
+    async fn put_catalogue_item(&self, item: &impl Serialize) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.catalogue)
+            .set_item(Some(to_item("catalogue", item)?))
+            .send()
+            .await
+            .map_err(|e| sdk_error("catalogue", e))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CatalogueStore for DynamoStore {
     async fn load_catalogue(&self) -> Result<(Vec<Category>, Vec<Template>), PortError> {
@@ -73,31 +87,13 @@ impl CatalogueStore for DynamoStore {
     }
 
     async fn put_category(&self, category: &Category) -> Result<(), PortError> {
-        let item = CategoryItem {
-            pk: format!("CATEGORY#{}", category.id),
-            sk: CATEGORY.to_owned(),
-            category: category.clone(),
-        };
-        self.client
-            .put_item()
-            .table_name(&self.tables.catalogue)
-            .set_item(Some(to_item("catalogue", &item)?))
-            .send()
-            .await
-            .map_err(|e| sdk_error("catalogue", e))?;
-        Ok(())
+        let pk = format!("CATEGORY#{}", category.id);
+        self.put_catalogue_item(&CategoryItem { pk, sk: CATEGORY.to_owned(), category: category.clone() }).await
     }
 
     async fn put_template(&self, template: &Template) -> Result<(), PortError> {
-        let item = TemplateItem { pk: template_pk(&template.id), sk: TEMPLATE.to_owned(), template: template.clone() };
-        self.client
-            .put_item()
-            .table_name(&self.tables.catalogue)
-            .set_item(Some(to_item("catalogue", &item)?))
-            .send()
-            .await
-            .map_err(|e| sdk_error("catalogue", e))?;
-        Ok(())
+        let pk = template_pk(&template.id);
+        self.put_catalogue_item(&TemplateItem { pk, sk: TEMPLATE.to_owned(), template: template.clone() }).await
     }
 
     async fn set_template_active(&self, id: &TemplateId, active: bool) -> Result<bool, PortError> {

@@ -288,15 +288,15 @@ impl CreditsStore for DynamoStore {
             Change::Applied(balance) => Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, balance }),
             Change::Stopped(_) => Err(PortError::internal("credits", "balance overflow")),
             Change::ExtraFailed(_) => {
-                let existing = self
-                    .read_purchase(&purchase.transaction_id)
-                    .await?
+                // The record and the balance in one round trip (the balance only matters when it is ours).
+                let (existing, balance) =
+                    tokio::try_join!(self.read_purchase(&purchase.transaction_id), self.balance(user))?;
+                let existing = existing
                     .ok_or_else(|| PortError::internal("credits", "purchase condition failed but no record"))?;
                 match existing.user_id {
-                    Some(owner) if owner == *user => Ok(PurchaseOutcome::AlreadyCredited {
-                        credits_added: existing.credits,
-                        balance: self.balance(user).await?,
-                    }),
+                    Some(owner) if owner == *user => {
+                        Ok(PurchaseOutcome::AlreadyCredited { credits_added: existing.credits, balance })
+                    }
                     Some(_) => Ok(PurchaseOutcome::OtherUser),
                     None => Ok(PurchaseOutcome::Revoked),
                 }

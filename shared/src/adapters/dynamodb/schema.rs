@@ -135,19 +135,10 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, prefix: &str) -> R
                 .map_err(|e| super::sdk_error("schema", e))?;
         }
     }
-    let name = |id: &str| -> Result<String, PortError> {
-        defs.iter()
-            .find(|d| d.logical_id == id)
-            .map(|d| format!("{prefix}{}", d.logical_id))
-            .ok_or_else(|| PortError::internal("schema", format!("template.yaml declares no {id}")))
-    };
-    Ok(Tables {
-        users: name("UsersTable")?,
-        credits: name("CreditsTable")?,
-        codes: name("CodesTable")?,
-        sessions: name("SessionsTable")?,
-        catalogue: name("CatalogueTable")?,
-    })
+    if let Some(missing) = Tables::LOGICAL_IDS.iter().find(|id| !defs.iter().any(|d| d.logical_id == **id)) {
+        return Err(PortError::internal("schema", format!("template.yaml declares no {missing}")));
+    }
+    Ok(Tables::prefixed(prefix))
 }
 
 #[cfg(test)]
@@ -158,7 +149,7 @@ mod tests {
     fn reads_the_tables_of_the_real_template() {
         let defs = table_defs(TEMPLATE).unwrap();
         let ids: Vec<&str> = defs.iter().map(|d| d.logical_id.as_str()).collect();
-        for id in ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable"] {
+        for id in Tables::LOGICAL_IDS {
             assert!(ids.contains(&id), "{id} missing from {ids:?}");
         }
         let codes = defs.iter().find(|d| d.logical_id == "CodesTable").unwrap();
