@@ -1,0 +1,684 @@
+//! The real image-provider adapters against wiremock, checking the exact requests each provider documents:
+//! OpenAI's "create image edit" (multipart) and Replicate's predictions (JSON, `Prefer: wait`, polling), their
+//! success shapes, and how every error shape is classified — without a key ever reaching an error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use facemake::adapters::providers::openai::OpenAiImages;
+use facemake::adapters::providers::replicate::ReplicatePredictions;
+use facemake::adapters::providers::{ProviderCredentials, ProviderKeys, REASON_CONTENT_POLICY};
+use facemake::domain::{GenerationSpec, Provider};
+use facemake::ports::{ImageProvider, ProviderError, RefusalKind, RenderRequest, RenderedImage};
+use image::{ImageBuffer, Rgb};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+const OPENAI_KEY: &str = "sk-test-SECRET";
+const REPLICATE_TOKEN: &str = "r8_test-SECRET";
+const PROMPT: &str = "Restyle this photo as a neo-noir portrait.";
+
+fn keys() -> ProviderCredentials {
+    ProviderCredentials::fixed(ProviderKeys {
+        openai_api_key: Some(SecretString::from(OPENAI_KEY)),
+        replicate_api_token: Some(SecretString::from(REPLICATE_TOKEN)),
+    })
+}
+
+/// A prepared photo, as the worker hands it over.
+fn photo() -> Vec<u8> {
+    let img = ImageBuffer::from_fn(48, 64, |x, y| Rgb([(x * 5) as u8, (y * 4) as u8, 90u8]));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    facemake::imaging::prepare(&png, &Default::default()).unwrap().jpeg
+}
+
+/// A rendered image as a provider returns it.
+fn rendered(format: image::ImageFormat) -> Vec<u8> {
+    let img = ImageBuffer::from_pixel(16, 24, Rgb([200u8, 40, 120]));
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), format).unwrap();
+    out
+}
+
+fn spec(provider: Provider, model: &str, params: Value) -> GenerationSpec {
+    let params: BTreeMap<String, Value> = serde_json::from_value(params).unwrap();
+    GenerationSpec { provider, model: model.to_owned(), prompt: PROMPT.to_owned(), params }
+}
+
+fn openai_spec() -> GenerationSpec {
+    spec(
+        Provider::Openai,
+        "gpt-image-1",
+        json!({"localEffect": "duotone", "size": "1024x1536", "quality": "medium", "input_fidelity": "high", "output_format": "jpeg"}),
+    )
+}
+
+fn replicate_spec(model: &str) -> GenerationSpec {
+    spec(
+        Provider::Replicate,
+        model,
+        json!({"localEffect": "warm", "aspect_ratio": "3:4", "output_format": "jpg", "safety_tolerance": 2, "prompt_upsampling": false}),
+    )
+}
+
+async fn render(
+    provider: &dyn ImageProvider,
+    spec: &GenerationSpec,
+    image: &[u8],
+    image_url: Option<&str>,
+) -> Result<RenderedImage, ProviderError> {
+    provider.render(RenderRequest { spec, image, image_url, job_id: "01JTESTGENERATION" }).await
+}
+
+/// Neither `Display` nor `Debug` of an error may carry a key.
+fn assert_no_secret(err: &ProviderError) {
+    for text in [err.to_string(), format!("{err:?}")] {
+        for secret in [OPENAI_KEY, REPLICATE_TOKEN, "SECRET"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+}
+
+fn refusal(err: &ProviderError) -> Option<RefusalKind> {
+    assert_no_secret(err);
+    match err {
+        ProviderError::Permanent { kind, .. } => Some(*kind),
+        ProviderError::Transient { .. } => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A multipart/form-data reader for the OpenAI matcher
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct FormPart {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+}
+
+/// The parts of a `multipart/form-data` body (RFC 7578), or `None` when it is not one.
+fn parse_multipart(request: &Request) -> Option<Vec<FormPart>> {
+    let content_type = request.headers.get("content-type")?.to_str().ok()?;
+    let boundary = content_type
+        .strip_prefix("multipart/form-data")?
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("\r\n--{boundary}").into_bytes();
+    // Prefix a CRLF so the first delimiter looks like the others.
+    let body = [&b"\r\n"[..], &request.body].concat();
+    let mut parts = Vec::new();
+    let mut at = find(&body, &delimiter, 0)? + delimiter.len();
+    loop {
+        if body.get(at..at + 2)? == b"--" {
+            return Some(parts); // the closing delimiter
+        }
+        let start = at + 2; // the CRLF after the delimiter
+        let headers_end = find(&body, b"\r\n\r\n", start)?;
+        let next = find(&body, &delimiter, headers_end)?;
+        let mut part = FormPart {
+            name: String::new(),
+            filename: None,
+            content_type: None,
+            body: body[headers_end + 4..next].to_vec(),
+        };
+        for line in std::str::from_utf8(&body[start..headers_end]).ok()?.split("\r\n") {
+            let (name, value) = line.split_once(':')?;
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-disposition" => {
+                    for param in value.split(';').map(str::trim) {
+                        if let Some(v) = param.strip_prefix("name=") {
+                            part.name = v.trim_matches('"').to_owned();
+                        } else if let Some(v) = param.strip_prefix("filename=") {
+                            part.filename = Some(v.trim_matches('"').to_owned());
+                        }
+                    }
+                }
+                "content-type" => part.content_type = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+        parts.push(part);
+        at = next + delimiter.len();
+    }
+}
+
+/// Matches OpenAI's image edit form: these text fields with these values, the photo as a JPEG file part with
+/// exactly these bytes, and none of the forbidden fields.
+struct EditForm {
+    text: Vec<(&'static str, String)>,
+    image: Vec<u8>,
+    absent: Vec<&'static str>,
+}
+
+impl Match for EditForm {
+    fn matches(&self, request: &Request) -> bool {
+        let Some(parts) = parse_multipart(request) else {
+            return false;
+        };
+        let text_ok = self.text.iter().all(|(name, value)| {
+            let mut found = parts.iter().filter(|p| p.name == *name);
+            matches!((found.next(), found.next()), (Some(p), None) if p.filename.is_none() && p.body == value.as_bytes())
+        });
+        let image_ok = parts.iter().filter(|p| p.name == "image").count() == 1
+            && parts.iter().any(|p| {
+                p.name == "image"
+                    && p.filename.as_deref() == Some("photo.jpg")
+                    && p.content_type.as_deref() == Some("image/jpeg")
+                    && p.body == self.image
+            });
+        let absent_ok = self.absent.iter().all(|name| parts.iter().all(|p| p.name != *name));
+        text_ok && image_ok && absent_ok
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// OpenAI
+// ---------------------------------------------------------------------------------------------------------
+
+fn openai_error(status: u16, code: &str, kind: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+}
+
+#[tokio::test]
+async fn openai_sends_the_documented_multipart_edit_and_decodes_b64_json() {
+    let server = MockServer::start().await;
+    let photo = photo();
+    let output = rendered(image::ImageFormat::Jpeg);
+    Mock::given(method("POST"))
+        .and(path("/v1/images/edits"))
+        .and(header("authorization", format!("Bearer {OPENAI_KEY}").as_str()))
+        .and(EditForm {
+            text: vec![
+                ("model", "gpt-image-1".into()),
+                ("prompt", PROMPT.into()),
+                ("n", "1".into()),
+                ("size", "1024x1536".into()),
+                ("quality", "medium".into()),
+                ("input_fidelity", "high".into()),
+                ("output_format", "jpeg".into()),
+            ],
+            image: photo.clone(),
+            absent: vec!["localEffect"],
+        })
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "created": 1_713_833_628,
+            "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(&output)}],
+            "usage": {"total_tokens": 100, "input_tokens": 50, "output_tokens": 50}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let openai = OpenAiImages::new(server.uri(), keys());
+    assert!(!openai.needs_image_url());
+    let image = render(&openai, &openai_spec(), &photo, None).await.unwrap();
+    assert_eq!(image.bytes, output);
+    assert_eq!(image.content_type, "image/jpeg");
+
+    // The whole form, field by field: nothing else was sent.
+    let requests = server.received_requests().await.unwrap();
+    let parts = parse_multipart(&requests[0]).unwrap();
+    let mut names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["image", "input_fidelity", "model", "n", "output_format", "prompt", "quality", "size"]);
+}
+
+#[tokio::test]
+async fn the_form_matcher_refuses_a_wrong_value_or_a_forbidden_field() {
+    // Guards the matcher itself: were it always true, the test above would prove nothing.
+    let photo = photo();
+    for (text, absent) in [
+        (vec![("prompt", "another prompt".to_owned())], vec![]),
+        (vec![("model", "gpt-image-1".to_owned())], vec!["size"]),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(EditForm { text, image: photo.clone(), absent })
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(&server)
+            .await;
+        // Unmatched, wiremock answers 404: a configuration refusal.
+        let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo, None).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn openai_content_type_follows_the_bytes_not_the_requested_format() {
+    let server = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"created": 1, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(&png)}]}),
+        ))
+        .mount(&server)
+        .await;
+    let image = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap();
+    assert_eq!(image.content_type, "image/png");
+}
+
+#[tokio::test]
+async fn openai_moderation_block_is_a_content_policy_refusal() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(openai_error(
+            400,
+            "moderation_blocked",
+            "image_generation_user_error",
+            "Your request was rejected by the safety system.",
+        ))
+        .mount(&server)
+        .await;
+    let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::ContentPolicy), "{err:?}");
+    let ProviderError::Permanent { user_reason, detail, .. } = err else { unreachable!() };
+    assert_eq!(user_reason, REASON_CONTENT_POLICY);
+    assert!(!user_reason.to_lowercase().contains("openai"));
+    assert!(detail.contains("moderation_blocked"), "{detail}");
+}
+
+#[tokio::test]
+async fn openai_server_error_is_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(openai_error(500, "server_error", "server_error", "The server had an error."))
+        .mount(&server)
+        .await;
+    let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), None, "{err:?}");
+}
+
+#[tokio::test]
+async fn openai_rate_limit_is_transient_with_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            openai_error(429, "rate_limit_exceeded", "requests", "Rate limit reached.")
+                .insert_header("Retry-After", "7"),
+        )
+        .mount(&server)
+        .await;
+    let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_no_secret(&err);
+    assert!(matches!(err, ProviderError::Transient { retry_after_secs: Some(7), .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn openai_insufficient_quota_is_configuration_not_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(openai_error(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota."))
+        .mount(&server)
+        .await;
+    let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+}
+
+#[tokio::test]
+async fn openai_bad_key_is_configuration_and_the_echoed_key_is_scrubbed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(openai_error(
+            401,
+            "invalid_api_key",
+            "invalid_request_error",
+            &format!("Incorrect API key provided: {OPENAI_KEY}. You can find your API key at https://platform.openai.com/account/api-keys."),
+        ))
+        .mount(&server)
+        .await;
+    let err = render(&OpenAiImages::new(server.uri(), keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+    assert!(err.to_string().contains("invalid_api_key"), "{err}");
+}
+
+#[tokio::test]
+async fn openai_without_a_key_is_configuration_and_calls_nothing() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+    let openai = OpenAiImages::new(server.uri(), ProviderCredentials::fixed(ProviderKeys::default()));
+    let err = render(&openai, &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration));
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_transient() {
+    let err =
+        render(&OpenAiImages::new("http://127.0.0.1:9", keys()), &openai_spec(), &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), None, "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Replicate
+// ---------------------------------------------------------------------------------------------------------
+
+const PHOTO_URL: &str = "https://images.example/work/01JTEST.jpg?X-Amz-Signature=abc";
+
+fn prediction(server: &MockServer, id: &str, status: &str, output: Value, error: Value) -> Value {
+    json!({
+        "id": id,
+        "model": "black-forest-labs/flux-kontext-pro",
+        "version": "hidden",
+        "input": {},
+        "logs": "",
+        "output": output,
+        "data_removed": false,
+        "error": error,
+        "status": status,
+        "created_at": "2025-01-01T00:00:00.000Z",
+        "urls": {
+            "get": format!("{}/v1/predictions/{id}", server.uri()),
+            "cancel": format!("{}/v1/predictions/{id}/cancel", server.uri()),
+            "stream": format!("{}/stream/{id}", server.uri()),
+        }
+    })
+}
+
+fn replicate(server: &MockServer) -> ReplicatePredictions {
+    ReplicatePredictions::new(server.uri(), keys()).with_poll_interval(Duration::from_millis(10))
+}
+
+fn replicate_api_error(status: u16, title: &str, detail: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"title": title, "detail": detail, "status": status}))
+}
+
+/// The create request's JSON body: the documented input, without the local renderer's parameter.
+fn replicate_input(image_key: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
+    move |request: &Request| {
+        let Ok(body) = request.body_json::<Value>() else {
+            return false;
+        };
+        let input = &body["input"];
+        input["prompt"] == PROMPT
+            && input[image_key] == PHOTO_URL
+            && input["aspect_ratio"] == "3:4"
+            && input["safety_tolerance"] == 2
+            && input["prompt_upsampling"] == false
+            && input.get("localEffect").is_none()
+            && input.get("imageInputKey").is_none()
+    }
+}
+
+#[tokio::test]
+async fn replicate_creates_polls_and_downloads_the_output() {
+    let server = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .and(header("content-type", "application/json"))
+        .and(header("prefer", "wait=60"))
+        .and(replicate_input("input_image"))
+        .and(|r: &Request| r.body_json::<Value>().is_ok_and(|b| b.get("version").is_none()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p1",
+            "starting",
+            json!(null),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p1"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p1",
+            "processing",
+            json!(null),
+            json!(null),
+        )))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let output_url = format!("{}/files/p1/out-0.png", server.uri());
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p1",
+            "succeeded",
+            json!([output_url]),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p1/out-0.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(png.clone(), "image/png"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let adapter = replicate(&server);
+    assert!(adapter.needs_image_url());
+    let image = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+        .await
+        .unwrap();
+    assert_eq!(image.bytes, png);
+    assert_eq!(image.content_type, "image/png");
+
+    // The output file is fetched without the API token.
+    let requests = server.received_requests().await.unwrap();
+    let download = requests.iter().find(|r| r.url.path().starts_with("/files/")).unwrap();
+    assert!(download.headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn a_version_pinned_model_posts_to_predictions_with_its_version() {
+    let server = MockServer::start().await;
+    let jpeg = rendered(image::ImageFormat::Jpeg);
+    let output_url = format!("{}/files/p2/out.jpg", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/v1/predictions"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .and(header("prefer", "wait=60"))
+        .and(replicate_input("image"))
+        .and(|r: &Request| {
+            r.body_json::<Value>().is_ok_and(|b| {
+                b["version"] == "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
+                    && b["input"].get("input_image").is_none()
+            })
+        })
+        // Finished within the create call (Prefer: wait): no poll.
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p2",
+            "succeeded",
+            json!(output_url),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p2/out.jpg"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(jpeg.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let mut spec = replicate_spec("owner/some-model:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa");
+    spec.params.insert("imageInputKey".into(), json!("image"));
+    let image = render(&replicate(&server), &spec, &photo(), Some(PHOTO_URL)).await.unwrap();
+    assert_eq!(image.bytes, jpeg);
+    assert_eq!(image.content_type, "image/jpeg");
+}
+
+#[tokio::test]
+async fn replicate_nsfw_failure_is_a_content_policy_refusal() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p3",
+            "failed",
+            json!(null),
+            json!("NSFW content detected. Try running it again, or try a different prompt."),
+        )))
+        .mount(&server)
+        .await;
+    let err =
+        render(&replicate(&server), &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+            .await
+            .unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::ContentPolicy), "{err:?}");
+    let ProviderError::Permanent { user_reason, .. } = err else { unreachable!() };
+    assert_eq!(user_reason, REASON_CONTENT_POLICY);
+}
+
+#[tokio::test]
+async fn replicate_other_failures_are_invalid_input_and_cancels_are_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p4",
+            "failed",
+            json!(null),
+            json!("Could not load the input image."),
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p5",
+            "canceled",
+            json!(null),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    let adapter = replicate(&server);
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let err = render(&adapter, &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::InvalidInput), "{err:?}");
+    let err = render(&adapter, &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
+    assert_eq!(refusal(&err), None, "{err:?}");
+}
+
+#[tokio::test]
+async fn replicate_422_is_configuration() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(replicate_api_error(
+            422,
+            "Input validation failed",
+            "- input.aspect_ratio: aspect_ratio must be one of the following: \"match_input_image\", \"1:1\"",
+        ))
+        .mount(&server)
+        .await;
+    let err =
+        render(&replicate(&server), &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+            .await
+            .unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+    assert!(err.to_string().contains("Input validation failed"), "{err}");
+}
+
+#[tokio::test]
+async fn replicate_503_is_transient_with_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            replicate_api_error(503, "Service Unavailable", "Try again later.").insert_header("Retry-After", "5"),
+        )
+        .mount(&server)
+        .await;
+    let err =
+        render(&replicate(&server), &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+            .await
+            .unwrap_err();
+    assert_no_secret(&err);
+    assert!(matches!(err, ProviderError::Transient { retry_after_secs: Some(5), .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn replicate_bad_token_is_configuration_without_the_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(replicate_api_error(401, "Unauthenticated", &format!("Invalid token {REPLICATE_TOKEN}")))
+        .mount(&server)
+        .await;
+    let err =
+        render(&replicate(&server), &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+            .await
+            .unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+}
+
+#[tokio::test]
+async fn replicate_gives_up_at_the_deadline_and_cancels_the_prediction() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p6",
+            "starting",
+            json!(null),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p6"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p6",
+            "processing",
+            json!(null),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/predictions/p6/cancel"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p6",
+            "canceled",
+            json!(null),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let adapter = replicate(&server).with_deadline(Duration::from_millis(300));
+    let err = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&err), None, "{err:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn replicate_without_a_photo_url_or_token_is_configuration() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(201)).expect(0).mount(&server).await;
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let err = render(&replicate(&server), &spec, &photo(), None).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration));
+    let no_token = ReplicatePredictions::new(server.uri(), ProviderCredentials::fixed(ProviderKeys::default()));
+    let err = render(&no_token, &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration));
+}
