@@ -28,18 +28,20 @@ pub struct Tables {
     pub codes: String,
     pub sessions: String,
     pub catalogue: String,
+    pub generations: String,
 }
 
 impl Tables {
     /// Template.yaml's logical ids of the tables, in field order.
-    pub const LOGICAL_IDS: [&'static str; 5] =
-        ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable"];
+    pub const LOGICAL_IDS: [&'static str; 6] =
+        ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable", "GenerationsTable"];
 
     /// `<prefix><LogicalId>`: how tables are named when created from template.yaml outside CloudFormation
     /// (DynamoDB Local for tests and the local API).
     pub fn prefixed(prefix: &str) -> Self {
-        let [users, credits, codes, sessions, catalogue] = Self::LOGICAL_IDS.map(|id| format!("{prefix}{id}"));
-        Self { users, credits, codes, sessions, catalogue }
+        let [users, credits, codes, sessions, catalogue, generations] =
+            Self::LOGICAL_IDS.map(|id| format!("{prefix}{id}"));
+        Self { users, credits, codes, sessions, catalogue, generations }
     }
 }
 
@@ -147,6 +149,69 @@ impl CreditsConfig {
     }
 }
 
+/// The generation pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationConfig {
+    /// The private bucket of uploads, prepared photos and outputs.
+    pub images_bucket: String,
+    /// The Secrets Manager secret with the AI providers' keys (`{"openaiApiKey", "replicateApiToken"}`).
+    pub provider_secret_arn: String,
+    pub openai_api_base: String,
+    pub replicate_api_base: String,
+    /// Generations a user may have queued or processing at once.
+    pub max_in_flight: u32,
+    /// Seconds after which the reconciler fails and refunds a job still queued or processing. Longer than
+    /// the worker's timeout plus the stream's delay, so a live worker is never overtaken.
+    pub deadline_secs: i64,
+    /// How long a worker's claim on a job holds (the worker's timeout plus a margin).
+    pub claim_secs: i64,
+    /// Lifetime of a presigned upload URL (at most 15 minutes).
+    pub upload_url_secs: u64,
+    /// Lifetime of a presigned output URL.
+    pub output_url_secs: u64,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            images_bucket: "facemake-local-images".to_owned(),
+            provider_secret_arn: String::new(),
+            openai_api_base: "https://api.openai.com".to_owned(),
+            replicate_api_base: "https://api.replicate.com".to_owned(),
+            max_in_flight: 3,
+            deadline_secs: 900,
+            claim_secs: 330,
+            upload_url_secs: 900,
+            output_url_secs: 600,
+        }
+    }
+}
+
+impl GenerationConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let config = Self {
+            images_bucket: required(env, "IMAGES_BUCKET")?,
+            provider_secret_arn: required(env, "PROVIDER_SECRET_ARN")?,
+            openai_api_base: env.var("OPENAI_API_BASE").unwrap_or(d.openai_api_base),
+            replicate_api_base: env.var("REPLICATE_API_BASE").unwrap_or(d.replicate_api_base),
+            max_in_flight: number(env, "MAX_GENERATIONS_IN_FLIGHT", d.max_in_flight)?,
+            deadline_secs: number(env, "GENERATION_DEADLINE_SECONDS", d.deadline_secs)?,
+            claim_secs: d.claim_secs,
+            upload_url_secs: d.upload_url_secs,
+            output_url_secs: d.output_url_secs,
+        };
+        if config.max_in_flight == 0 {
+            return Err(ConfigError::Invalid { var: "MAX_GENERATIONS_IN_FLIGHT", reason: "must be at least 1".into() });
+        }
+        if config.deadline_secs < 2 * config.claim_secs {
+            let reason = format!("must be at least {} (twice the worker's claim)", 2 * config.claim_secs);
+            return Err(ConfigError::Invalid { var: "GENERATION_DEADLINE_SECONDS", reason });
+        }
+        Ok(config)
+    }
+}
+
 /// Everything a function needs, read from the environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -157,6 +222,7 @@ pub struct Config {
     pub auth: AuthPolicy,
     pub catalogue: CatalogueConfig,
     pub credits: CreditsConfig,
+    pub generation: GenerationConfig,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -206,6 +272,7 @@ impl Config {
             codes: required(env, "CODES_TABLE")?,
             sessions: required(env, "SESSIONS_TABLE")?,
             catalogue: required(env, "CATALOGUE_TABLE")?,
+            generations: required(env, "GENERATIONS_TABLE")?,
         };
         let app_secret_arn = required(env, "APP_SECRET_ARN")?;
         let sms = match env.var("SMS_PROVIDER").as_deref().unwrap_or("twilio") {
@@ -228,7 +295,9 @@ impl Config {
             preview_base_url: base_url(&required(env, "PREVIEW_BASE_URL")?)?,
         };
         let credits = CreditsConfig { products: products(env)?, app_store: AppStoreConfig::from_env(env)? };
-        Ok(Self { stage, tables, app_secret_arn, sms, auth: AuthPolicy::from_env(env)?, catalogue, credits })
+        let generation = GenerationConfig::from_env(env)?;
+        let auth = AuthPolicy::from_env(env)?;
+        Ok(Self { stage, tables, app_secret_arn, sms, auth, catalogue, credits, generation })
     }
 }
 
@@ -376,6 +445,9 @@ mod tests {
             ("CODES_TABLE", "o"),
             ("SESSIONS_TABLE", "s"),
             ("CATALOGUE_TABLE", "t"),
+            ("GENERATIONS_TABLE", "g"),
+            ("IMAGES_BUCKET", "images"),
+            ("PROVIDER_SECRET_ARN", "arn:providers"),
             ("APP_SECRET_ARN", "arn:app"),
             ("SMS_SECRET_ARN", "arn:sms"),
             ("ALLOWED_COUNTRIES", "US,GB"),

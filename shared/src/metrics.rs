@@ -31,6 +31,8 @@ pub enum Metric {
     GenerationsSucceeded,
     GenerationsFailed,
     GenerationsRefunded,
+    /// Jobs the reconciler failed and refunded because they outlived their deadline (a crash or a timeout).
+    GenerationsTimedOut,
     /// Milliseconds an image provider took.
     ProviderLatency,
 }
@@ -50,6 +52,7 @@ impl Metric {
             Metric::GenerationsSucceeded => "GenerationsSucceeded",
             Metric::GenerationsFailed => "GenerationsFailed",
             Metric::GenerationsRefunded => "GenerationsRefunded",
+            Metric::GenerationsTimedOut => "GenerationsTimedOut",
             Metric::ProviderLatency => "ProviderLatency",
         }
     }

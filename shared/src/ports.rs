@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use secrecy::SecretSlice;
 
 use crate::domain::{
-    Category, LedgerEntry, OtpRecord, PhoneNumber, Template, TemplateId, UnixTime, UserAccount, UserId,
+    Category, Generation, GenerationSpec, LedgerEntry, OtpRecord, PhoneNumber, Template, TemplateId, Timings, UnixTime,
+    UserAccount, UserId,
 };
 
 /// A failure of the storage or network underneath a port: logged with its cause, shown as a 500/503.
@@ -345,4 +346,235 @@ pub fn otp_refusal(record: Option<&OtpRecord>, max_attempts: u32, now: UnixTime)
     } else {
         None
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Generation pipeline
+// ---------------------------------------------------------------------------------------------------------
+
+/// What an `Idempotency-Key` was first used for, kept for a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of the key, hex (the key itself is never stored).
+    pub key_hash: String,
+    /// SHA-256 of the request it came with (method, path and canonical body), hex.
+    pub request_hash: String,
+    /// The generation that request started.
+    pub generation_id: String,
+    /// The balance right after the charge: part of the original response.
+    pub balance: u64,
+    pub created_at: UnixTime,
+}
+
+/// A generation about to be started.
+#[derive(Debug, Clone)]
+pub struct NewGeneration {
+    pub generation: Generation,
+    pub idempotency: IdempotencyRecord,
+    /// Refuse when the user already has this many generations queued or processing.
+    pub max_in_flight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// Charged, recorded and handed to the worker; the balance after the charge.
+    Started {
+        balance: u64,
+    },
+    Insufficient {
+        balance: u64,
+    },
+    TooManyInFlight,
+    /// The idempotency key was used before (maybe with another request: compare the hashes).
+    KeyUsed(IdempotencyRecord),
+}
+
+/// A page of a user's generations, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationPage {
+    pub items: Vec<Generation>,
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The job is ours until `claim_until`; the record as it now is.
+    Claimed(Generation),
+    /// Finished, or held by another live claim: nothing to do.
+    NotClaimable(Generation),
+    Missing,
+}
+
+/// Which state a failing job may be failed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailFrom {
+    /// The worker holding this claim token.
+    Claim(String),
+    /// The reconciler: any job still queued or processing whose deadline is at or before this time.
+    DeadlinePassed(UnixTime),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Marked failed and the credits given back; the balance after the refund.
+    Refunded { balance: u64 },
+    /// The job had already finished (or is held by someone else): nothing changed.
+    NotApplicable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The record is gone; the caller deletes its objects.
+    Deleted(Box<Generation>),
+    NotFound,
+    /// Still queued or processing: it cannot be deleted until it finishes.
+    InFlight,
+}
+
+/// A stuck job the reconciler should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub user_id: UserId,
+    pub generation_id: String,
+}
+
+/// Generations, their idempotency keys and each user's in-flight count. Starting one charges the credits in
+/// the same transaction; failing one refunds them in the same transaction as the status change, so a refund
+/// happens exactly once.
+#[async_trait]
+pub trait GenerationStore: Send + Sync {
+    /// In one transaction: charge the cost (with its ledger entry), record the generation (queued), record
+    /// the idempotency key, take an in-flight slot.
+    async fn start_generation(&self, new: &NewGeneration, now: UnixTime) -> Result<StartOutcome, PortError>;
+    async fn idempotency_record(&self, user: &UserId, key_hash: &str) -> Result<Option<IdempotencyRecord>, PortError>;
+    async fn generation(&self, user: &UserId, id: &str) -> Result<Option<Generation>, PortError>;
+    /// At most `limit` generations older than `before` (a generation id), newest first.
+    async fn generations_page(
+        &self,
+        user: &UserId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<GenerationPage, PortError>;
+    /// Deletes a finished generation's record.
+    async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError>;
+    /// Takes the job for a worker: queued, or processing under a claim that ran out.
+    async fn claim(
+        &self,
+        job: &JobRef,
+        token: &str,
+        claim_until: UnixTime,
+        now: UnixTime,
+    ) -> Result<ClaimOutcome, PortError>;
+    /// Marks a job the worker holds succeeded and frees its in-flight slot; `Conflict` when the claim was
+    /// lost (the job was failed by the reconciler meanwhile).
+    async fn succeed(
+        &self,
+        job: &JobRef,
+        token: &str,
+        output_key: &str,
+        timings: Timings,
+        now: UnixTime,
+    ) -> Result<Written, PortError>;
+    /// Marks the job failed with `reason`, gives the credits back with a refund ledger entry and frees its
+    /// in-flight slot, all in one transaction, once.
+    async fn fail_and_refund(
+        &self,
+        job: &JobRef,
+        from: FailFrom,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<FailOutcome, PortError>;
+    /// Jobs still queued or processing whose deadline is at or before `now`, oldest deadline first.
+    async fn overdue(&self, now: UnixTime, limit: usize) -> Result<Vec<JobRef>, PortError>;
+}
+
+/// A presigned upload: the app sends exactly these headers with a PUT of the photo to `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub expires_at: UnixTime,
+}
+
+/// What is stored under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub content_type: Option<String>,
+    pub length: u64,
+}
+
+/// The images bucket (S3 when deployed, memory in the local API and tests).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// A URL the client PUTs `content_length` bytes of `content_type` to; the signature covers both.
+    async fn presign_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in_secs: u64,
+        now: UnixTime,
+    ) -> Result<PresignedUpload, PortError>;
+    /// A short-lived URL to download `key`.
+    async fn presign_download(&self, key: &str, expires_in_secs: u64, now: UnixTime) -> Result<String, PortError>;
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, PortError>;
+    /// The object, or `None` if absent. More than `max_bytes` is an error (never read into memory).
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, PortError>;
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), PortError>;
+    /// Deletes the objects (absent ones are fine).
+    async fn delete(&self, keys: &[String]) -> Result<(), PortError>;
+    /// Deletes every object under `prefix`; returns how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<usize, PortError>;
+}
+
+/// One render asked of an AI image provider.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderRequest<'a> {
+    /// The template's server-side settings: provider, model, prompt, params (`localEffect` is the local
+    /// renderer's; real adapters leave it out).
+    pub spec: &'a GenerationSpec,
+    /// The prepared photo: JPEG, upright, without metadata, downsized.
+    pub image: &'a [u8],
+    /// A short-lived URL of the same prepared photo, for providers that fetch their input.
+    pub image_url: Option<&'a str>,
+    /// The generation's id: stable across retries, usable for provider-side de-duplication and logs.
+    pub job_id: &'a str,
+}
+
+/// A rendered image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedImage {
+    pub bytes: Vec<u8>,
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub content_type: String,
+}
+
+/// Why a provider refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The provider's safety system refused the photo or the result.
+    ContentPolicy,
+    /// The photo is unusable (too small, corrupt, no face where one is required, ...).
+    InvalidInput,
+    /// Our side is wrong: bad key, unknown model, bad parameters. Alarm-worthy, not the user's fault.
+    Configuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying: 429, 5xx, timeouts, connection failures. `retry_after_secs` when the provider said.
+    #[error("provider unavailable: {detail}")]
+    Transient { detail: String, retry_after_secs: Option<u64> },
+    /// Retrying cannot help. `user_reason` is shown to the user; `detail` is for the logs (never a key).
+    #[error("provider refused ({kind:?}): {detail}")]
+    Permanent { kind: RefusalKind, user_reason: String, detail: String },
+}
+
+/// An AI image provider (or the local renderer).
+#[async_trait]
+pub trait ImageProvider: Send + Sync {
+    /// Whether the provider fetches its input from `RenderRequest::image_url` (the worker then stores the
+    /// prepared photo and presigns a URL for it).
+    fn needs_image_url(&self) -> bool;
+    async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError>;
 }

@@ -8,13 +8,17 @@ use std::sync::Arc;
 use crate::adapters::dynamodb::{schema, DynamoStore};
 use crate::adapters::keys::StaticKeys;
 use crate::adapters::memory::{MemoryOutbox, MemoryStore};
+use crate::adapters::objects::MemoryObjects;
+use crate::adapters::providers::local::LocalRenderer;
 use crate::config::{
-    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, APPLE_ROOT_CA_G3,
+    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
+    APPLE_ROOT_CA_G3,
 };
 use crate::domain::CountryAllowlist;
 use crate::metrics::Recorder;
 use crate::ports::{Clock, KeyProvider, SystemClock};
-use crate::wiring::{Deps, Store};
+use crate::services::generation::{Providers, TableStream};
+use crate::wiring::{Deps, Media, Store};
 
 /// The variable that points tests at DynamoDB Local (set by infra/scripts/test.sh).
 pub const DYNAMODB_ENDPOINT_VAR: &str = "FACEMAKE_TEST_DYNAMODB_ENDPOINT";
@@ -90,6 +94,8 @@ pub struct Harness {
     pub keys: Arc<StaticKeys>,
     /// What the services recorded as metrics.
     pub metrics: Recorder,
+    /// The images bucket (the deps' object store).
+    pub objects: Arc<MemoryObjects>,
 }
 
 impl Harness {
@@ -99,6 +105,10 @@ impl Harness {
         let clock = ManualClock::at_wall_clock();
         let keys = Arc::new(StaticKeys::new(TEST_MASTER_KEY));
         let metrics = Recorder::new();
+        let objects = match MemoryObjects::new("http://images.test") {
+            Ok(o) => Arc::new(o),
+            Err(e) => panic!("memory objects: {e}"),
+        };
         let deps = Deps {
             store,
             keys: keys.clone(),
@@ -108,8 +118,15 @@ impl Harness {
             catalogue: CatalogueConfig { cache_ttl_secs: 60, preview_base_url: PREVIEW_BASE_URL.to_owned() },
             credits: credits_config(vec![APPLE_ROOT_CA_G3.to_vec()]),
             metrics: Arc::new(metrics.clone()),
+            generation: GenerationConfig::default(),
+            // Tests run the worker themselves (`deps.worker().process(..)`), as the table stream would.
+            media: Media::Fixed {
+                objects: objects.clone(),
+                providers: Providers::all(Arc::new(LocalRenderer)),
+                dispatcher: Arc::new(TableStream),
+            },
         };
-        Self { deps, outbox, clock, keys, metrics }
+        Self { deps, outbox, clock, keys, metrics, objects }
     }
 
     pub fn in_memory() -> Self {

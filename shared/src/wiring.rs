@@ -6,23 +6,36 @@ use std::sync::Arc;
 use crate::adapters::appstore::AppStoreVerifier;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::keys::SecretsManagerKeys;
+use crate::adapters::objects::S3Objects;
+use crate::adapters::providers::openai::OpenAiImages;
+use crate::adapters::providers::replicate::ReplicatePredictions;
+use crate::adapters::providers::ProviderCredentials;
 use crate::adapters::sms::TwilioSms;
-use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, SmsConfig, Tables};
+use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
 use crate::ports::{
-    AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, KeyProvider, LedgerReader, OtpStore,
-    RateLimiter, SessionStore, SmsSender, SystemClock,
+    AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, GenerationStore, KeyProvider, LedgerReader,
+    ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
 use crate::services::catalogue::CatalogueService;
 use crate::services::credits::Credits;
+use crate::services::generation::{Dispatcher, Generations, Providers, RetryPolicy, TableStream, Worker};
 use crate::tokens::AccessTokens;
 
 /// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
 pub trait Store:
-    OtpStore + RateLimiter + AccountStore + LedgerReader + SessionStore + CreditsStore + CatalogueStore + FavoritesStore
+    OtpStore
+    + RateLimiter
+    + AccountStore
+    + LedgerReader
+    + SessionStore
+    + CreditsStore
+    + CatalogueStore
+    + FavoritesStore
+    + GenerationStore
 {
 }
 impl<T> Store for T where
@@ -34,6 +47,7 @@ impl<T> Store for T where
         + CreditsStore
         + CatalogueStore
         + FavoritesStore
+        + GenerationStore
 {
 }
 
@@ -47,7 +61,18 @@ pub struct Deps {
     pub policy: AuthPolicy,
     pub catalogue: CatalogueConfig,
     pub credits: CreditsConfig,
+    pub generation: GenerationConfig,
     pub metrics: Arc<dyn Metrics>,
+    /// Where the images bucket and the AI providers come from.
+    pub media: Media,
+}
+
+/// The images bucket, the AI providers and the worker hand-off. Deployed, they are built on demand from the
+/// SDK configuration, so functions that never touch images neither build nor link them.
+#[derive(Clone)]
+pub enum Media {
+    Aws { sdk: Box<aws_config::SdkConfig>, secrets: aws_sdk_secretsmanager::Client },
+    Fixed { objects: Arc<dyn ObjectStore>, providers: Providers, dispatcher: Arc<dyn Dispatcher> },
 }
 
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
@@ -65,15 +90,18 @@ impl Deps {
                 Arc::new(TwilioSms::from_secret(api_base.clone(), secrets.clone(), secret_arn.clone()))
             }
         };
+        let keys = Arc::new(SecretsManagerKeys::new(secrets.clone(), config.app_secret_arn.clone()));
         Self {
             store: Arc::new(Self::dynamo(sdk, config.tables.clone())),
-            keys: Arc::new(SecretsManagerKeys::new(secrets, config.app_secret_arn.clone())),
+            keys,
             sms,
             clock: Arc::new(SystemClock),
             policy: config.auth.clone(),
             catalogue: config.catalogue.clone(),
             credits: config.credits.clone(),
+            generation: config.generation.clone(),
             metrics: Arc::new(Emf::for_stage(&config.stage)),
+            media: Media::Aws { sdk: Box::new(sdk.clone()), secrets },
         }
     }
 
@@ -141,6 +169,67 @@ impl Deps {
         })
     }
 
+    /// The images bucket.
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        match &self.media {
+            Media::Aws { sdk, .. } => {
+                Arc::new(S3Objects::new(aws_sdk_s3::Client::new(sdk), self.generation.images_bucket.clone()))
+            }
+            Media::Fixed { objects, .. } => objects.clone(),
+        }
+    }
+
+    /// The AI providers, their keys read from Secrets Manager on first use.
+    pub fn providers(&self) -> Providers {
+        match &self.media {
+            Media::Aws { secrets, .. } => {
+                // One secret, fetched once, for both providers.
+                let credentials =
+                    Arc::new(ProviderCredentials::secret(secrets.clone(), self.generation.provider_secret_arn.clone()));
+                let replicate_base = self.generation.replicate_api_base.clone();
+                Providers {
+                    openai: Arc::new(OpenAiImages::new(self.generation.openai_api_base.clone(), credentials.clone())),
+                    replicate: Arc::new(ReplicatePredictions::new(replicate_base, credentials)),
+                }
+            }
+            Media::Fixed { providers, .. } => providers.clone(),
+        }
+    }
+
+    fn dispatcher(&self) -> Arc<dyn Dispatcher> {
+        match &self.media {
+            Media::Aws { .. } => Arc::new(TableStream),
+            Media::Fixed { dispatcher, .. } => dispatcher.clone(),
+        }
+    }
+
+    /// Uploads and generations (the generate function), sharing `catalogue`'s container cache.
+    pub fn generations(&self, catalogue: Arc<CatalogueService>) -> Generations {
+        Generations {
+            store: self.store.clone(),
+            objects: self.objects(),
+            catalogue,
+            dispatcher: self.dispatcher(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            config: self.generation.clone(),
+        }
+    }
+
+    /// The generation worker and reconciler.
+    pub fn worker(&self) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            objects: self.objects(),
+            providers: self.providers(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            config: self.generation.clone(),
+            retry: RetryPolicy::default(),
+            limits: crate::imaging::PrepareLimits::default(),
+        }
+    }
+
     pub fn auth_guard(&self) -> AuthGuard {
         AuthGuard { keys: self.keys.clone(), tokens: AccessTokens::for_policy(&self.policy) }
     }
@@ -159,5 +248,26 @@ pub async fn run_http_function(
         let router = &router;
         async move { Ok::<_, std::convert::Infallible>(router.handle(req).await) }
     }))
+    .await
+}
+
+/// A non-HTTP Lambda function's whole `main` (the worker, the reconciler): logs, configuration and adapters
+/// once per container, `build` once, then `handle` for every event.
+pub async fn run_event_function<S, F, Fut>(
+    build: impl FnOnce(&Deps) -> Result<S, lambda_http::Error>,
+    handle: F,
+) -> Result<(), lambda_http::Error>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, serde_json::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, lambda_http::Error>>,
+{
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let deps = Deps::deployed(&config, &aws_config().await);
+    let state = Arc::new(build(&deps)?);
+    lambda_http::lambda_runtime::run(lambda_http::lambda_runtime::service_fn(
+        |event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>| handle(state.clone(), event.payload),
+    ))
     .await
 }

@@ -90,6 +90,7 @@ impl TableArgs {
             codes: String::new(),
             sessions: String::new(),
             catalogue: need(&self.catalogue_table, "--catalogue-table")?,
+            generations: String::new(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Parsed domain types. Each `parse` returns a typed error that the HTTP layer turns into a field detail.
 
 mod credits;
+mod generation;
 mod ids;
 mod otp;
 pub mod phone;
@@ -9,6 +10,7 @@ mod time;
 mod user;
 
 pub use credits::{LedgerEntry, LedgerKind};
+pub use generation::{object_keys, Generation, GenerationStatus, Timings, UploadId};
 pub use ids::{new_id, UserId};
 pub use otp::{OtpCode, OtpRecord};
 pub use phone::{CountryAllowlist, PhoneError, PhoneNumber};

@@ -69,7 +69,7 @@ pub enum Provider {
 }
 
 /// How a template is rendered: server-side only, never in a response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerationSpec {
     pub provider: Provider,

@@ -5,3 +5,4 @@ pub mod account;
 pub mod auth;
 pub mod catalogue;
 pub mod credits;
+pub mod generation;

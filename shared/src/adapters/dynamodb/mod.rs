@@ -17,11 +17,15 @@
 //! | codes    | `RL#<key>`           | `W#<start>`| fixed-window rate-limit counter, ttl                 |
 //! | sessions | `RT#<sha256>`        | `RT`       | refresh token: user, family, state, expiry, ttl      |
 //! | sessions | `FAM#<id>`           | `FAM`      | a revoked refresh-token family, ttl                  |
+//! | generations | `USER#<id>`       | `GEN#<ulid>` | a generation; `pending`+`deadline` while in flight |
+//! | generations | `USER#<id>`       | `INFLIGHT` | count of queued/processing generations             |
+//! | generations | `USER#<id>`       | `IDEM#<sha256>` | an idempotency key's request hash and result, ttl |
 
 mod accounts;
 mod catalogue;
 mod codes;
 mod credits;
+mod generations;
 pub mod schema;
 mod sessions;
 

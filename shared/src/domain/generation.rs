@@ -1,0 +1,163 @@
+//! A generation: one paid render of one uploaded photo in one template's style.
+
+use serde::{Deserialize, Serialize};
+
+use super::{GenerationSpec, InvalidValue, TemplateId, UnixTime, UserId};
+
+/// Where a generation is in its life. `Succeeded` and `Failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerationStatus {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl GenerationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Queued or processing: the job holds one of the user's in-flight slots and may still be refunded.
+    pub fn in_flight(self) -> bool {
+        matches!(self, Self::Queued | Self::Processing)
+    }
+}
+
+/// An upload's id: a ULID the server issued. The object lives under the owner's prefix, so an id alone
+/// never reaches another user's photo.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UploadId(String);
+
+impl UploadId {
+    pub fn new() -> Self {
+        Self(super::new_id())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        ulid::Ulid::from_string(s).map(|u| Self(u.to_string())).map_err(|_| InvalidValue("not a valid upload id"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for UploadId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TryFrom<String> for UploadId {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<UploadId> for String {
+    fn from(id: UploadId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Object keys in the images bucket. Everything of a user's lives under `…/<userId>/`, which is what
+/// account deletion removes and what the uploads lifecycle rule expires.
+pub mod object_keys {
+    use super::{UploadId, UserId};
+
+    pub const UPLOADS: &str = "uploads/";
+    pub const WORK: &str = "work/";
+    pub const OUTPUTS: &str = "outputs/";
+
+    /// The photo as the app uploaded it.
+    pub fn upload(user: &UserId, upload: &UploadId) -> String {
+        format!("{UPLOADS}{user}/{upload}")
+    }
+
+    /// The prepared photo (oriented, stripped of metadata, downsized) handed to a provider that fetches its
+    /// input by URL.
+    pub fn work(user: &UserId, generation: &str) -> String {
+        format!("{WORK}{user}/{generation}.jpg")
+    }
+
+    /// The rendered result.
+    pub fn output(user: &UserId, generation: &str, extension: &str) -> String {
+        format!("{OUTPUTS}{user}/{generation}.{extension}")
+    }
+
+    /// Every prefix a user's objects live under.
+    pub fn user_prefixes(user: &UserId) -> [String; 3] {
+        [format!("{UPLOADS}{user}/"), format!("{WORK}{user}/"), format!("{OUTPUTS}{user}/")]
+    }
+}
+
+/// How long each step of a successful job took, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// Queued → picked up by the worker.
+    pub queued_ms: u64,
+    /// Download, decode, orient, strip, resize, encode.
+    pub prepare_ms: u64,
+    /// The provider call, retries included.
+    pub provider_ms: u64,
+    /// Storing the output.
+    pub store_ms: u64,
+}
+
+/// A generation record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Generation {
+    /// A ULID: a user's generations sort newest first by id.
+    pub id: String,
+    pub user_id: UserId,
+    pub template_id: TemplateId,
+    pub upload_id: UploadId,
+    /// The template's generation settings as they were when the user paid: a template edited or retired
+    /// meanwhile still renders what was bought. Server-side only.
+    pub spec: GenerationSpec,
+    pub status: GenerationStatus,
+    pub credits_charged: u64,
+    /// Whether the credits were given back (set in the same transaction as the refund).
+    pub refunded: bool,
+    /// Key of the output object once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_key: Option<String>,
+    /// Shown to the user when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub created_at: UnixTime,
+    /// When the reconciler fails and refunds the job if it is still queued or processing.
+    pub deadline: UnixTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<UnixTime>,
+    /// How many times a worker claimed the job.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The current worker's claim token (a worker may only finish a job it holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// Until when that claim holds; afterwards another delivery of the job may take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_until: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
