@@ -7,6 +7,7 @@
 //! a real account), creating its tables from template.yaml when they do not exist.
 
 mod app_store;
+mod jobs;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,12 +20,16 @@ use bytes::Bytes;
 use facemake::adapters::dynamodb::schema::create_tables;
 use facemake::adapters::keys::StaticKeys;
 use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
+use facemake::adapters::objects::{LocalUploadError, MemoryObjects};
+use facemake::adapters::providers::local::LocalRenderer;
 use facemake::config::{
-    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, APPLE_ROOT_CA_G3,
+    AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
+    APPLE_ROOT_CA_G3,
 };
 use facemake::http::Router;
 use facemake::ports::{Clock, SystemClock};
-use facemake::wiring::{aws_config, Deps, Store};
+use facemake::services::generation::{Providers, RetryPolicy};
+use facemake::wiring::{aws_config, Deps, Media, Store};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -56,6 +61,9 @@ pub struct LocalApi {
     pub outbox: MemoryOutbox,
     pub app_store: Arc<TestChain>,
     pub credits: CreditsConfig,
+    /// The images bucket: uploads, prepared photos and outputs, behind `/_local/uploads/` and `/_local/objects/`.
+    pub objects: Arc<MemoryObjects>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Where the seed catalogue and its previews live (`FACEMAKE_CATALOGUE_DIR` overrides).
@@ -97,6 +105,22 @@ impl LocalApi {
         clock: Arc<dyn Clock>,
         base_url: &str,
     ) -> Result<Self, String> {
+        let providers = Providers::all(Arc::new(LocalRenderer));
+        Self::with_providers(store, outbox, policy, clock, base_url, providers, RetryPolicy::default()).await
+    }
+
+    /// [`LocalApi::new`] rendering with `providers` (tests put failing or scripted providers here).
+    pub async fn with_providers(
+        store: Arc<dyn Store>,
+        outbox: MemoryOutbox,
+        policy: AuthPolicy,
+        clock: Arc<dyn Clock>,
+        base_url: &str,
+        providers: Providers,
+        retry: RetryPolicy,
+    ) -> Result<Self, String> {
+        let objects = Arc::new(MemoryObjects::new(base_url).map_err(|e| e.to_string())?);
+        let (dispatcher, queue) = jobs::LocalQueue::new();
         let chain = TestChain::generate().map_err(|e| e.to_string())?;
         let credits = local_credits(&chain);
         seed_catalogue(store.as_ref(), &catalogue_dir().join("catalogue.yaml")).await?;
@@ -114,14 +138,23 @@ impl LocalApi {
             credits: credits.clone(),
             // Kept in memory: EMF lines would only clutter a developer's terminal.
             metrics: Arc::new(facemake::metrics::Recorder::new()),
+            generation: GenerationConfig::default(),
+            // Jobs go to an in-process worker instead of a table stream; images to memory; renders to the local
+            // renderer (a deterministic image transformation, labelled as a local preview, never as AI).
+            media: Media::Fixed { objects: objects.clone(), providers, dispatcher: Arc::new(dispatcher) },
         };
+        let mut worker = deps.worker();
+        worker.retry = retry;
+        jobs::spawn(queue, Arc::new(worker));
         let router = send_code::router(Arc::new(send_code::State::new(&deps)))
             .merge(verify_code::router(Arc::new(verify_code::State::new(&deps))))
             .merge(account::router(Arc::new(account::State::new(&deps))))
             .merge(templates::router(Arc::new(templates::State::new(&deps))))
             .merge(credits::router(Arc::new(credits::State::new(&deps)?)))
-            .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps)?)));
-        Ok(Self { router, outbox, app_store: Arc::new(chain), credits })
+            .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps)?)))
+            .merge(generate::router(Arc::new(generate::State::new(&deps))));
+        let clock = deps.clock.clone();
+        Ok(Self { router, outbox, app_store: Arc::new(chain), credits, objects, clock })
     }
 
     /// The local API on the in-memory store.
@@ -176,6 +209,12 @@ impl LocalApi {
         if parts.method == http::Method::POST && path.starts_with("/_local/app-store/") {
             return self.sign_app_store(path, &body);
         }
+        if let Some(key) = path.strip_prefix("/_local/uploads/") {
+            return self.upload(&parts, key, &body);
+        }
+        if let Some(key) = path.strip_prefix("/_local/objects/") {
+            return self.download(&parts, key);
+        }
         let event = api_gateway_event(&parts, &body, peer);
         let response = match lambda_http::request::from_str(&event.to_string()) {
             Ok(request) => self.router.handle(request).await,
@@ -183,6 +222,38 @@ impl LocalApi {
         };
         let (parts, body) = response.into_parts();
         http::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+    }
+
+    /// `PUT /_local/uploads/<key>?…`: the local stand-in for a presigned S3 upload, checked the way S3 checks
+    /// one (signature, expiry, the signed Content-Type and length).
+    fn upload(&self, parts: &http::request::Parts, key: &str, body: &[u8]) -> http::Response<Full<Bytes>> {
+        if parts.method != http::Method::PUT {
+            return plain(405, "uploads take PUT");
+        }
+        let query = query_map(&parts.uri);
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        match self.objects.accept_upload(key, &query, content_type, body, self.clock.now()) {
+            Ok(()) => plain(200, ""),
+            Err(e @ (LocalUploadError::BadSignature | LocalUploadError::Expired)) => plain(403, &e.to_string()),
+            Err(e) => plain(400, &e.to_string()),
+        }
+    }
+
+    /// `GET /_local/objects/<key>?…`: the local stand-in for a presigned S3 download.
+    fn download(&self, parts: &http::request::Parts, key: &str) -> http::Response<Full<Bytes>> {
+        if parts.method != http::Method::GET {
+            return plain(405, "objects take GET");
+        }
+        match self.objects.download(key, &query_map(&parts.uri), self.clock.now()) {
+            Some((bytes, content_type)) => {
+                let mut response = http::Response::new(Full::new(Bytes::from(bytes.as_ref().clone())));
+                if let Ok(value) = http::HeaderValue::from_str(&content_type) {
+                    response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+                }
+                response
+            }
+            None => plain(403, "the URL is invalid or expired, or the object is gone"),
+        }
     }
 
     /// `GET /_local/messages?phone=...`: the texts "sent" to a number, newest first.
@@ -259,6 +330,10 @@ fn preview_file(file: &str) -> http::Response<Full<Bytes>> {
         }
         Err(_) => plain(404, "no such preview"),
     }
+}
+
+fn query_map(uri: &http::Uri) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
 }
 
 fn plain(status: u16, text: &str) -> http::Response<Full<Bytes>> {

@@ -36,6 +36,9 @@ fn stage_env(tables: &Tables) -> HashMap<&str, &str> {
         ("CODES_TABLE", tables.codes.as_str()),
         ("SESSIONS_TABLE", tables.sessions.as_str()),
         ("CATALOGUE_TABLE", tables.catalogue.as_str()),
+        ("GENERATIONS_TABLE", tables.generations.as_str()),
+        ("IMAGES_BUCKET", "facemake-dev-images"),
+        ("PROVIDER_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:000000000000:secret:providers"),
         ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
         ("CREDIT_PRODUCTS", "app.facemake.credits.10=10"),
         ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
@@ -138,6 +141,7 @@ async fn an_unreachable_database_is_503_not_500() {
         codes: "o".into(),
         sessions: "s".into(),
         catalogue: "t".into(),
+        generations: "g".into(),
     };
     let env = stage_env(&tables);
     let config = Config::from(&env).unwrap();

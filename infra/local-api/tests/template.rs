@@ -53,6 +53,10 @@ fn every_function_declares_exactly_the_routes_it_serves() {
             "app-store-notifications".to_owned(),
             routes(&app_store_notifications::router(Arc::new(app_store_notifications::State::new(&h.deps).unwrap()))),
         ),
+        ("generate".to_owned(), routes(&generate::router(Arc::new(generate::State::new(&h.deps))))),
+        // Not HTTP: triggered by the generations table's stream and by a schedule.
+        ("generation-worker".to_owned(), Routes::new()),
+        ("generation-reconciler".to_owned(), Routes::new()),
     ]);
     assert_eq!(template_routes(), code);
 }

@@ -7,7 +7,9 @@ pub mod openapi;
 use std::sync::Arc;
 
 use facemake::adapters::memory::MemoryOutbox;
+use facemake::adapters::providers::local::LocalRenderer;
 use facemake::ports::SystemClock;
+use facemake::services::generation::{Providers, RetryPolicy};
 use facemake::wiring::Store;
 use local_api::LocalApi;
 use reqwest::{Method, StatusCode};
@@ -21,11 +23,28 @@ pub struct Api {
 impl Api {
     /// The local API over `store` on a random loopback port.
     pub async fn start(store: Arc<dyn Store>) -> Self {
+        let providers = Providers::all(Arc::new(LocalRenderer));
+        Self::start_with(store, providers).await
+    }
+
+    /// The local API over `store`, rendering with `providers`.
+    pub async fn start_with(store: Arc<dyn Store>, providers: Providers) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = LocalApi::new(store, MemoryOutbox::new(), facemake::testkit::policy(), Arc::new(SystemClock), &base)
-            .await
-            .unwrap();
+        let retry =
+            RetryPolicy { max_attempts: 2, first_delay: std::time::Duration::from_millis(10), ..Default::default() };
+        let policy = facemake::testkit::policy();
+        let api = LocalApi::with_providers(
+            store,
+            MemoryOutbox::new(),
+            policy,
+            Arc::new(SystemClock),
+            &base,
+            providers,
+            retry,
+        )
+        .await
+        .unwrap();
         tokio::spawn(api.serve(listener));
         Self { base, http: reqwest::Client::new() }
     }
@@ -38,7 +57,22 @@ impl Api {
         body: Option<Value>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, body, token, &[]).await
+    }
+
+    /// [`Api::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }

@@ -1,0 +1,53 @@
+//! The generation worker: triggered by the generations table's stream (inserts of `GEN#` records, filtered
+//! by the event source mapping), it processes each new job.
+//!
+//! A job that fails for good is failed and refunded inside `Worker::process` and counts as handled. Only an
+//! infrastructure error is reported back as a batch item failure, so Lambda redelivers that record (after
+//! `MaximumRetryAttempts` it goes to the dead-letter queue, and the reconciler refunds the job at its deadline).
+
+use std::sync::Arc;
+
+use facemake::domain::UserId;
+use facemake::ports::JobRef;
+use facemake::services::generation::{JobResult, Worker};
+use serde_json::{json, Value};
+
+/// The job a stream record names, from its keys (`USER#<id>` / `GEN#<id>`).
+pub fn job_of(record: &Value) -> Option<JobRef> {
+    let keys = &record["dynamodb"]["Keys"];
+    let user = keys["pk"]["S"].as_str()?.strip_prefix("USER#")?;
+    let id = keys["sk"]["S"].as_str()?.strip_prefix("GEN#")?;
+    Some(JobRef { user_id: UserId::parse(user).ok()?, generation_id: id.to_owned() })
+}
+
+/// Handles a DynamoDB Streams batch; answers with the records to retry (`ReportBatchItemFailures`).
+pub async fn handle(worker: Arc<Worker>, event: Value) -> Result<Value, lambda_http::Error> {
+    let mut failures = Vec::new();
+    for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().to_owned();
+        if record["eventName"] != "INSERT" {
+            continue;
+        }
+        let Some(job) = job_of(record) else {
+            // Not a generation record (the filter should have dropped it): retrying cannot help.
+            tracing::warn!(sequence, "stream record is not a generation; ignored");
+            continue;
+        };
+        match worker.process(&job).await {
+            Ok(result) => {
+                let outcome = match &result {
+                    JobResult::Succeeded { .. } => "succeeded",
+                    JobResult::Failed { .. } => "failed",
+                    JobResult::Skipped => "skipped",
+                    JobResult::Lost => "lost",
+                };
+                tracing::info!(generation = %job.generation_id, outcome, "job handled");
+            }
+            Err(e) => {
+                tracing::error!(generation = %job.generation_id, error = %e, "job hit an infrastructure error");
+                failures.push(json!({ "itemIdentifier": sequence }));
+            }
+        }
+    }
+    Ok(json!({ "batchItemFailures": failures }))
+}
