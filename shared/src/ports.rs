@@ -410,7 +410,8 @@ pub enum ClaimOutcome {
 pub enum FailFrom {
     /// The worker holding this claim token.
     Claim(String),
-    /// The reconciler: any job still queued or processing whose deadline is at or before this time.
+    /// The reconciler: a job whose deadline is at or before this time and that no live claim holds (queued,
+    /// or processing under a claim that ran out by then): a worker still inside its claim is left to finish.
     DeadlinePassed(UnixTime),
 }
 
@@ -457,7 +458,8 @@ pub trait GenerationStore: Send + Sync {
     ) -> Result<GenerationPage, PortError>;
     /// Deletes a finished generation's record.
     async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError>;
-    /// Takes the job for a worker: queued, or processing under a claim that ran out.
+    /// Takes the job for a worker: queued, or processing under a claim that ran out; never past its deadline
+    /// (the reconciler fails and refunds those).
     async fn claim(
         &self,
         job: &JobRef,
@@ -465,6 +467,8 @@ pub trait GenerationStore: Send + Sync {
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError>;
+    /// Gives up a claim at once (after an infrastructure error), so a redelivery of the job can take it.
+    async fn release(&self, job: &JobRef, token: &str, now: UnixTime) -> Result<(), PortError>;
     /// Marks a job the worker holds succeeded and frees its in-flight slot; `Conflict` when the claim was
     /// lost (the job was failed by the reconciler meanwhile).
     async fn succeed(

@@ -36,6 +36,7 @@ facemake::store_contract!(
     a_redelivered_job_is_processed_once,
     an_expired_claim_is_taken_over_and_the_old_worker_cannot_finish,
     concurrent_failures_of_one_job_refund_once,
+    the_reconciler_leaves_a_live_claim_alone_and_a_late_job_is_not_started,
     generations_page_newest_first_and_delete_removes_images,
 );
 
@@ -508,4 +509,30 @@ async fn a_provider_that_hangs_is_cut_off_at_the_budget(store: Arc<dyn Store>) {
     assert_eq!(w.worker.process(&job(&started)).await.unwrap(), JobResult::Failed { reason: REASON_BUSY.into() });
     assert!(clock.elapsed() < Duration::from_secs(60), "the job ended at the budget, not when the provider did");
     assert_eq!(w.balance(&user).await, 2);
+}
+
+async fn the_reconciler_leaves_a_live_claim_alone_and_a_late_job_is_not_started(store: Arc<dyn Store>) {
+    let w = world(store, 3, vec![]).await;
+    let user = w.user(3).await;
+    let upload = w.upload(&user, photo()).await;
+    let working = w.start(&user, "a", &upload).await.unwrap();
+    let late = w.start(&user, "b", &upload).await.unwrap();
+    let now = w.h.clock_now();
+    let deadline = w.h.deps.generation.deadline_secs;
+    // A worker picked the first job up shortly before its deadline; its claim runs past it.
+    w.h.clock.advance(deadline - 60);
+    w.store.claim(&job(&working), "busy-worker", now + deadline + 270, now + deadline - 60).await.unwrap();
+    w.h.clock.advance(60);
+    // The second job is still queued at its deadline (the stream fell behind): the reconciler refunds it and
+    // a worker that gets to it now does not start paid work the user has been refunded for.
+    assert_eq!(w.worker.process(&job(&late)).await.unwrap(), JobResult::Skipped);
+    assert_eq!(w.worker.reconcile().await.unwrap(), 1);
+    assert_eq!(w.balance(&user).await, 2);
+    let g = w.store.generation(&user, &working.generation.id).await.unwrap().unwrap();
+    assert_eq!(g.status, GenerationStatus::Processing, "a live claim is left to finish");
+    // Once that claim has run out with no result, the job is refunded too.
+    w.h.clock.advance(270);
+    assert_eq!(w.worker.reconcile().await.unwrap(), 1);
+    assert_eq!(w.balance(&user).await, 3);
+    w.checked_ledger(&user).await;
 }

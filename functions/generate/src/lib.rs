@@ -169,7 +169,10 @@ async fn start(state: Arc<State>, req: Request, _: PathParams) -> Result<Respons
         ),
         StartError::Insufficient { balance, cost } => ApiError::new(
             ErrorCode::InsufficientCredits,
-            format!("This style costs {cost} credits and your balance is {balance}."),
+            format!(
+                "This style costs {cost} credit{} and your balance is {balance}.",
+                if cost == 1 { "" } else { "s" }
+            ),
         ),
         StartError::TooManyInFlight => {
             ApiError::rate_limited(5, "You have the maximum number of generations in progress; wait for one to finish.")

@@ -182,14 +182,15 @@ async fn start_poll_list_and_delete_a_generation() {
 
 #[tokio::test]
 async fn no_credits_no_key_and_bad_ids_are_clear_errors() {
-    let h = seeded().await;
+    let mut h = seeded().await;
+    h.deps.generation.max_in_flight = 2;
     let session = h.signed_in("+14155550123").await;
     let token = &session.access_token;
     let upload = UploadId::new();
     h.objects.put(&object_keys::upload(&session.user.id, &upload), photo(), "image/jpeg").await.unwrap();
     let body = serde_json::json!({"templateId": "neon-noir", "uploadId": upload.to_string()});
-    // Spend the three starter credits.
-    for i in 0..3 {
+    // Two generations in flight: the cap.
+    for i in 0..2 {
         let mut req = with_body(with_bearer(event("start-generation.json"), token), body.clone());
         req.headers_mut().insert("idempotency-key", format!("k{i}").parse().unwrap());
         let response = router(&h).handle(req).await;
@@ -198,7 +199,7 @@ async fn no_credits_no_key_and_bad_ids_are_clear_errors() {
     let mut req = with_body(with_bearer(event("start-generation.json"), token), body.clone());
     req.headers_mut().insert("idempotency-key", "k3".parse().unwrap());
     let response = router(&h).handle(req).await;
-    // The in-flight cap (3) is reached before the balance matters.
+    // A credit is left, but two generations are already in flight.
     assert_eq!(response.status(), 429, "{}", body_json(&response));
     assert_eq!(body_json(&response)["error"]["code"], "RATE_LIMITED");
     assert!(response.headers().contains_key("retry-after"));

@@ -117,16 +117,37 @@ impl ImageProvider for NeverCalled {
     }
 }
 
-#[tokio::test]
-async fn an_infrastructure_error_is_retried_and_the_reconciler_refunds_at_the_deadline() {
-    let h = Harness::in_memory();
-    let (user, id, batch) = started(&h).await;
+fn broken_worker(h: &Harness) -> Arc<facemake::services::generation::Worker> {
     let mut worker = h.deps.worker();
     worker.objects = Arc::new(DownBucket);
     worker.providers = Providers::all(Arc::new(NeverCalled));
-    let answer = generation_worker::handle(Arc::new(worker), batch.clone()).await.unwrap();
+    Arc::new(worker)
+}
+
+#[tokio::test]
+async fn an_infrastructure_error_is_retried_at_once() {
+    let h = Harness::in_memory();
+    let (user, id, batch) = started(&h).await;
+    let answer = generation_worker::handle(broken_worker(&h), batch.clone()).await.unwrap();
     let sequence = batch["Records"][0]["dynamodb"]["SequenceNumber"].clone();
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": sequence}]}), "Lambda retries the record");
+    // The failed attempt gave its claim up, so Lambda's redelivery seconds later does the job.
+    let answer = generation_worker::handle(Arc::new(h.deps.worker()), batch).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let g = h.deps.store.generation(&user, &id).await.unwrap().unwrap();
+    assert_eq!((g.status, g.attempts), (GenerationStatus::Succeeded, 2));
+    assert_eq!(h.deps.store.balance(&user).await.unwrap(), 2, "charged once");
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_failing_is_refunded_by_the_reconciler_at_the_deadline() {
+    let h = Harness::in_memory();
+    let (user, id, batch) = started(&h).await;
+    // Every delivery fails (after the retries, Lambda sends the record to the dead-letter queue).
+    for _ in 0..3 {
+        let answer = generation_worker::handle(broken_worker(&h), batch.clone()).await.unwrap();
+        assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1);
+    }
     assert_eq!(h.deps.store.balance(&user).await.unwrap(), 2, "charged while in flight");
 
     // The retries never succeed; the scheduled reconciler gives the credit back at the deadline.

@@ -496,14 +496,15 @@ impl GenerationStore for MemoryStore {
         if let Some(record) = inner.idempotency.get(&(user.clone(), new.idempotency.key_hash.clone())) {
             return Ok(StartOutcome::KeyUsed(record.clone()));
         }
-        if inner.in_flight.get(user).copied().unwrap_or(0) >= new.max_in_flight {
-            return Ok(StartOutcome::TooManyInFlight);
-        }
+        // The same order of checks as the DynamoDB transaction: balance, then key, then the in-flight slot.
         let balance = inner.balance(user).unwrap_or(0);
         let cost = i64::try_from(g.credits_charged).map_err(|e| PortError::internal("generations", e))?;
         let Some(entry) = LedgerEntry::apply(LedgerKind::Spend, balance, -cost, &g.id, now) else {
             return Ok(StartOutcome::Insufficient { balance });
         };
+        if inner.in_flight.get(user).copied().unwrap_or(0) >= new.max_in_flight {
+            return Ok(StartOutcome::TooManyInFlight);
+        }
         let balance = inner.apply(user, entry);
         let record =
             IdempotencyRecord { balance, created_at: now, generation_id: g.id.clone(), ..new.idempotency.clone() };
@@ -559,8 +560,9 @@ impl GenerationStore for MemoryStore {
     ) -> Result<ClaimOutcome, PortError> {
         let mut inner = self.lock();
         let Some(g) = inner.generation_mut(job) else { return Ok(ClaimOutcome::Missing) };
-        let claimable = g.status == GenerationStatus::Queued
-            || (g.status == GenerationStatus::Processing && g.claim_until.is_some_and(|u| u <= now));
+        let claimable = g.deadline > now
+            && (g.status == GenerationStatus::Queued
+                || (g.status == GenerationStatus::Processing && g.claim_until.is_some_and(|u| u <= now)));
         if !claimable {
             return Ok(ClaimOutcome::NotClaimable(g.clone()));
         }
@@ -570,6 +572,16 @@ impl GenerationStore for MemoryStore {
         g.started_at = g.started_at.or(Some(now));
         g.attempts += 1;
         Ok(ClaimOutcome::Claimed(g.clone()))
+    }
+
+    async fn release(&self, job: &JobRef, token: &str, now: UnixTime) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        if let Some(g) = inner.generation_mut(job) {
+            if g.status == GenerationStatus::Processing && g.claim.as_deref() == Some(token) {
+                g.claim_until = Some(now);
+            }
+        }
+        Ok(())
     }
 
     async fn succeed(
@@ -607,22 +619,27 @@ impl GenerationStore for MemoryStore {
         let eligible = g.status.in_flight()
             && match &from {
                 FailFrom::Claim(token) => g.status == GenerationStatus::Processing && g.claim.as_deref() == Some(token),
-                FailFrom::DeadlinePassed(at) => g.deadline <= *at,
+                FailFrom::DeadlinePassed(at) => {
+                    g.deadline <= *at
+                        && (g.status == GenerationStatus::Queued || g.claim_until.is_some_and(|until| until <= *at))
+                }
             };
         if !eligible {
             return Ok(FailOutcome::NotApplicable);
         }
+        // Everything that can fail first, so a failure changes nothing (as the DynamoDB transaction would).
+        let amount = i64::try_from(g.credits_charged).map_err(|e| PortError::internal("generations", e))?;
+        let id = g.id.clone();
+        let balance = inner.balance(&job.user_id).unwrap_or(0);
+        let entry = LedgerEntry::apply(LedgerKind::Refund, balance, amount, &id, now)
+            .ok_or_else(|| PortError::internal("generations", "refund overflows the balance"))?;
+        let Some(g) = inner.generation_mut(job) else { return Ok(FailOutcome::NotApplicable) };
         g.status = GenerationStatus::Failed;
         g.refunded = true;
         g.failure_reason = Some(reason.to_owned());
         g.completed_at = Some(now);
         g.claim = None;
         g.claim_until = None;
-        let (amount, id) = (g.credits_charged, g.id.clone());
-        let amount = i64::try_from(amount).map_err(|e| PortError::internal("generations", e))?;
-        let balance = inner.balance(&job.user_id).unwrap_or(0);
-        let entry = LedgerEntry::apply(LedgerKind::Refund, balance, amount, &id, now)
-            .ok_or_else(|| PortError::internal("generations", "refund overflows the balance"))?;
         let balance = inner.apply(&job.user_id, entry);
         inner.release_slot(&job.user_id);
         Ok(FailOutcome::Refunded { balance })

@@ -245,19 +245,17 @@ impl Generations {
         }
     }
 
-    /// Deletes a finished generation and its images.
+    /// Deletes a finished generation: its images first, then the record, so a failure half-way leaves a
+    /// record the user can delete again rather than an image nobody can reach.
     pub async fn delete(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
-        let outcome = self.store.delete_generation(user, id).await?;
-        if let DeleteOutcome::Deleted(g) = &outcome {
-            let mut keys = vec![object_keys::work(user, &g.id)];
-            keys.extend(g.output_key.clone());
-            // The record is gone; a failure here leaves orphans that account deletion's prefix sweep removes.
-            if let Err(e) = self.objects.delete(&keys).await {
-                tracing::error!(error = %e, generation = %g.id, "deleting a generation's images failed");
-                return Err(e);
-            }
+        let Some(g) = self.store.generation(user, id).await? else { return Ok(DeleteOutcome::NotFound) };
+        if g.status.in_flight() {
+            return Ok(DeleteOutcome::InFlight);
         }
-        Ok(outcome)
+        let mut keys = vec![object_keys::work(user, &g.id)];
+        keys.extend(g.output_key.clone());
+        self.objects.delete(&keys).await?;
+        self.store.delete_generation(user, id).await
     }
 }
 
@@ -372,11 +370,19 @@ impl Worker {
         if let Err(e) = self.objects.delete(std::slice::from_ref(&work_key)).await {
             tracing::warn!(error = %e, generation = %g.id, "deleting the prepared photo failed");
         }
-        match result? {
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.release(job, &token, e).await),
+        };
+        match result {
             Err(reason) => self.fail(job, &token, &reason).await,
             Ok((output_key, mut timings)) => {
                 timings.queued_ms = queued_ms;
-                match self.store.succeed(job, &token, &output_key, timings, self.clock.now()).await? {
+                let written = match self.store.succeed(job, &token, &output_key, timings, self.clock.now()).await {
+                    Ok(w) => w,
+                    Err(e) => return Err(self.release(job, &token, e).await),
+                };
+                match written {
                     Written::Yes => {
                         self.metrics.count(Metric::GenerationsSucceeded);
                         tracing::info!(
@@ -389,15 +395,30 @@ impl Worker {
                         Ok(JobResult::Succeeded { output_key })
                     }
                     Written::Conflict => {
-                        // The reconciler failed and refunded the job meanwhile: the user has their credits
-                        // back, so the output must not appear.
+                        // The job was failed and refunded meanwhile (or deleted with the account): the output
+                        // must not appear. Unless another worker took the claim over and finished with the same
+                        // key, it is ours to remove.
                         tracing::warn!(generation = %g.id, "claim lost before completion; output discarded");
-                        self.objects.delete(std::slice::from_ref(&output_key)).await?;
+                        let now = self.store.generation(&job.user_id, &job.generation_id).await?;
+                        let theirs = now.is_some_and(|n| n.output_key.as_deref() == Some(output_key.as_str()));
+                        if !theirs {
+                            self.objects.delete(std::slice::from_ref(&output_key)).await?;
+                        }
                         Ok(JobResult::Lost)
                     }
                 }
             }
         }
+    }
+
+    /// Gives up the claim after an infrastructure error, so Lambda's redelivery of the record can take the
+    /// job at once instead of finding it held (and the reconciler refunding it only at the deadline).
+    async fn release(&self, job: &JobRef, token: &str, error: PortError) -> PortError {
+        tracing::error!(generation = %job.generation_id, error = %error, "infrastructure error; claim released");
+        if let Err(e) = self.store.release(job, token, self.clock.now()).await {
+            tracing::error!(generation = %job.generation_id, error = %e, "releasing the claim failed");
+        }
+        error
     }
 
     async fn fail(&self, job: &JobRef, token: &str, reason: &str) -> Result<JobResult, PortError> {
@@ -500,27 +521,34 @@ impl Worker {
         Err(REASON_BUSY.to_owned())
     }
 
-    /// Fails and refunds every job still queued or processing past its deadline. Returns how many.
+    /// Fails and refunds every job past its deadline that no live claim holds. Returns how many. One job
+    /// that cannot be refunded is logged and skipped, never a reason to leave the others stuck.
     pub async fn reconcile(&self) -> Result<usize, PortError> {
         const PAGE: usize = 100;
         let now = self.clock.now();
         let mut refunded = 0;
-        // Bounded: a run handles at most 10 pages; the next run (minutes later) takes the rest.
+        // Bounded: a run handles at most 10 pages; the next run (minutes later) takes the rest. Refunded jobs
+        // leave the index, so each page is new work unless nothing in the last one could be refunded.
         for _ in 0..10 {
             let due = self.store.overdue(now, PAGE).await?;
+            let mut in_page = 0;
             for job in &due {
-                match self.store.fail_and_refund(job, FailFrom::DeadlinePassed(now), REASON_TIMED_OUT, now).await? {
-                    FailOutcome::Refunded { balance } => {
-                        refunded += 1;
+                match self.store.fail_and_refund(job, FailFrom::DeadlinePassed(now), REASON_TIMED_OUT, now).await {
+                    Ok(FailOutcome::Refunded { balance }) => {
+                        in_page += 1;
                         self.metrics.count(Metric::GenerationsTimedOut);
                         self.metrics.count(Metric::GenerationsFailed);
                         self.metrics.count(Metric::GenerationsRefunded);
                         tracing::warn!(generation = %job.generation_id, balance, "overdue job failed and refunded");
                     }
-                    FailOutcome::NotApplicable => {}
+                    Ok(FailOutcome::NotApplicable) => {}
+                    Err(e) => {
+                        tracing::error!(generation = %job.generation_id, error = %e, "refunding an overdue job failed")
+                    }
                 }
             }
-            if due.len() < PAGE {
+            refunded += in_page;
+            if due.len() < PAGE || in_page == 0 {
                 break;
             }
         }

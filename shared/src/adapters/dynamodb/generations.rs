@@ -303,7 +303,8 @@ impl GenerationStore for DynamoStore {
                  startedAt = if_not_exists(startedAt, :now) ADD attempts :one",
             )
             .condition_expression(
-                "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
+                "attribute_exists(pk) AND deadline > :now \
+                 AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":processing", s("processing"))
@@ -326,6 +327,28 @@ impl GenerationStore for DynamoStore {
                     Some(g) => ClaimOutcome::NotClaimable(g),
                 })
             }
+            Err(e) => Err(sdk_error(WHAT, e)),
+        }
+    }
+
+    async fn release(&self, job: &JobRef, token: &str, now: UnixTime) -> Result<(), PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.generations)
+            .set_key(Some(self.generation_key(job)))
+            .update_expression("SET claimUntil = :now")
+            .condition_expression("#status = :processing AND claim = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Finished or taken over meanwhile: nothing of ours to give up.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(sdk_error(WHAT, e)),
         }
     }
@@ -388,7 +411,11 @@ impl GenerationStore for DynamoStore {
                     FailFrom::Claim(token) => {
                         generation.status == GenerationStatus::Processing && generation.claim.as_deref() == Some(token)
                     }
-                    FailFrom::DeadlinePassed(at) => generation.deadline <= *at,
+                    FailFrom::DeadlinePassed(at) => {
+                        generation.deadline <= *at
+                            && (generation.status == GenerationStatus::Queued
+                                || generation.claim_until.is_some_and(|until| until <= *at))
+                    }
                 };
             if !eligible {
                 return Ok(FailOutcome::NotApplicable);
@@ -411,7 +438,9 @@ impl GenerationStore for DynamoStore {
                     .condition_expression("#status = :processing AND claim = :token")
                     .expression_attribute_values(":token", s(token)),
                 FailFrom::DeadlinePassed(at) => update
-                    .condition_expression("#status IN (:queued, :processing) AND deadline <= :at")
+                    .condition_expression(
+                        "deadline <= :at AND (#status = :queued OR (#status = :processing AND claimUntil <= :at))",
+                    )
                     .expression_attribute_values(":queued", s("queued"))
                     .expression_attribute_values(":at", n(*at)),
             };
@@ -465,19 +494,23 @@ impl GenerationStore for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error(WHAT, e))?;
-        out.items
+        // A malformed key is logged and skipped: one bad row must not stop every refund behind it.
+        Ok(out
+            .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| {
-                let key: PendingKey = from_item(WHAT, item)?;
-                let user = key.pk.strip_prefix("USER#").and_then(|u| UserId::parse(u).ok());
-                let id = key.sk.strip_prefix("GEN#");
-                match (user, id) {
-                    (Some(user_id), Some(id)) => Ok(JobRef { user_id, generation_id: id.to_owned() }),
-                    _ => Err(PortError::internal(WHAT, "malformed key in the pending index")),
+            .filter_map(|item| {
+                let key: Option<PendingKey> = from_item(WHAT, item).ok();
+                let job = key.as_ref().and_then(|k| {
+                    let user_id = UserId::parse(k.pk.strip_prefix("USER#")?).ok()?;
+                    Some(JobRef { user_id, generation_id: k.sk.strip_prefix("GEN#")?.to_owned() })
+                });
+                if job.is_none() {
+                    tracing::error!(key = ?key.map(|k| k.sk), "malformed key in the pending index; skipped");
                 }
+                job
             })
-            .collect()
+            .collect())
     }
 }
 
