@@ -15,8 +15,8 @@ use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, Generati
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
 use crate::ports::{
-    AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, GenerationStore, KeyProvider, LedgerReader,
-    ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
+    AccountEraser, AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, GenerationStore, KeyProvider,
+    LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
@@ -36,6 +36,7 @@ pub trait Store:
     + CatalogueStore
     + FavoritesStore
     + GenerationStore
+    + AccountEraser
 {
 }
 impl<T> Store for T where
@@ -48,6 +49,7 @@ impl<T> Store for T where
         + CatalogueStore
         + FavoritesStore
         + GenerationStore
+        + AccountEraser
 {
 }
 
@@ -149,7 +151,12 @@ impl Deps {
     }
 
     pub fn account(&self) -> Account {
-        Account { accounts: self.store.clone() }
+        Account {
+            accounts: self.store.clone(),
+            eraser: self.store.clone(),
+            objects: self.objects(),
+            clock: self.clock.clone(),
+        }
     }
 
     /// The catalogue with its container cache: build it once per container.
@@ -231,7 +238,11 @@ impl Deps {
     }
 
     pub fn auth_guard(&self) -> AuthGuard {
-        AuthGuard { keys: self.keys.clone(), tokens: AccessTokens::for_policy(&self.policy) }
+        AuthGuard {
+            keys: self.keys.clone(),
+            tokens: AccessTokens::for_policy(&self.policy),
+            accounts: self.store.clone(),
+        }
     }
 }
 

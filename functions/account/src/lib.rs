@@ -1,10 +1,12 @@
-//! The signed-in user's account: `GET /v1/me`, `PATCH /v1/me`.
+//! The signed-in user's account: `GET /v1/me`, `PATCH /v1/me`, `DELETE /v1/me`.
 
 use std::sync::Arc;
 
 use facemake::domain::DisplayName;
 use facemake::http::views::UserView;
-use facemake::http::{json, json_body, ApiError, AuthGuard, ErrorCode, PathParams, Request, Response, Router};
+use facemake::http::{
+    json, json_body, no_content, ApiError, AuthGuard, ErrorCode, PathParams, Request, Response, Router,
+};
 use facemake::services::account::Account;
 use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
@@ -23,7 +25,10 @@ impl State {
 }
 
 pub fn router(state: Arc<State>) -> Router {
-    Router::new().route(Method::GET, "/v1/me", state.clone(), get_me).route(Method::PATCH, "/v1/me", state, patch_me)
+    Router::new()
+        .route(Method::GET, "/v1/me", state.clone(), get_me)
+        .route(Method::PATCH, "/v1/me", state.clone(), patch_me)
+        .route(Method::DELETE, "/v1/me", state, delete_me)
 }
 
 /// A valid token for a user that no longer exists (deleted account): the session is over.
@@ -67,4 +72,19 @@ async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
     }
     .ok_or_else(gone)?;
     Ok(json(StatusCode::OK, &UserView::from(&account)))
+}
+
+/// Deletes the account and everything of it. Answers 204 once nothing is left; a failure half-way answers
+/// 5xx and the app calls again (the same token still works here, and only here), which finishes the job.
+async fn delete_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
+    let user = state.guard.token_user(&req).await?;
+    let erased = state.account.delete(&user).await?;
+    tracing::info!(
+        sessions = erased.sessions,
+        favorites = erased.favorites,
+        generations = erased.generations,
+        objects = erased.objects,
+        "account deleted"
+    );
+    Ok(no_content())
 }

@@ -77,3 +77,30 @@ async fn protected_routes_refuse_missing_and_bad_tokens() {
         assert_eq!(body_json(&response)["error"]["code"], "INVALID_TOKEN", "{header}");
     }
 }
+
+#[tokio::test]
+async fn delete_me_erases_the_account_and_its_tokens_stop_working() {
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+    let token = &session.access_token;
+    let response = router(&h).handle(with_bearer(event("delete-me.json"), token)).await;
+    assert_eq!(response.status(), 204, "{}", body_json(&response));
+    assert!(h.deps.store.get_user(&session.user.id).await.unwrap().is_none());
+
+    // The access token has not expired, but it changes nothing any more and finds nothing.
+    let patch = router(&h).handle(with_bearer(event("patch-me.json"), token)).await;
+    assert_eq!(patch.status(), 401);
+    assert_eq!(body_json(&patch)["error"]["message"], "This account was deleted.");
+    assert_eq!(router(&h).handle(with_bearer(event("get-me.json"), token)).await.status(), 401);
+    // Other functions' guards refuse writes too.
+    let templates = templates_router(&h);
+    let favorite = templates.handle(with_bearer(event("favorite-template.json"), token)).await;
+    assert_eq!(favorite.status(), 401, "{}", body_json(&favorite));
+    // Deleting again (a retry) answers 204 as well.
+    assert_eq!(router(&h).handle(with_bearer(event("delete-me.json"), token)).await.status(), 204);
+    assert_eq!(router(&h).handle(event("delete-me.json")).await.status(), 401, "placeholder token");
+}
+
+fn templates_router(h: &Harness) -> facemake::http::Router {
+    templates::router(Arc::new(templates::State::new(&h.deps)))
+}

@@ -176,3 +176,38 @@ async fn a_failing_provider_on_the_in_memory_store() {
 async fn a_failing_provider_on_dynamodb_local() {
     a_failing_provider_leaves_the_balance_whole(Arc::new(facemake::testkit::dynamodb_store().await)).await;
 }
+
+async fn deleting_the_account_takes_everything_with_it(api: &Api) {
+    let phone = "+14155550104";
+    let token = api.sign_in(phone).await;
+    let upload_id = upload(api, &token, &photo()).await;
+    let (_, started) = start(api, &token, "k", json!({"templateId": "neon-noir", "uploadId": upload_id})).await;
+    let done = finished(api, &token, started["generation"]["id"].as_str().unwrap()).await;
+    let output = done["outputUrl"].as_str().unwrap().to_owned();
+    assert_eq!(api.http.get(&output).send().await.unwrap().status(), 200);
+
+    let (status, _) = api.call(Method::DELETE, "/v1/me", None, Some(&token)).await;
+    assert_eq!(status, 204);
+    assert_eq!(api.get("/v1/me", Some(&token)).await.0, 401);
+    assert_eq!(api.http.get(&output).send().await.unwrap().status(), 403, "the picture is gone");
+    let (status, _) =
+        api.post("/v1/uploads", json!({"contentType": "image/jpeg", "contentLength": 10}), Some(&token)).await;
+    assert_eq!(status, 401, "the old token changes nothing");
+    // The same number signs up afresh.
+    let again = api.sign_in(phone).await;
+    assert_eq!(balance(api, &again).await, 3);
+    assert!(api.all_pages("/v1/generations?x=1", 5, Some(&again)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deletion_on_the_in_memory_store() {
+    deleting_the_account_takes_everything_with_it(&Api::start(Arc::new(MemoryStore::new())).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deletion_on_dynamodb_local() {
+    deleting_the_account_takes_everything_with_it(
+        &Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await,
+    )
+    .await;
+}

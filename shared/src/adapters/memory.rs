@@ -21,6 +21,7 @@ use crate::ports::{
 };
 
 /// A credited (or refunded) App Store transaction.
+#[derive(Debug)]
 struct MemPurchase {
     user: Option<UserId>,
     credits: u64,
@@ -28,8 +29,10 @@ struct MemPurchase {
     refunded_credits: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Inner {
+    /// Tombstones of deleted accounts, by a hash of the id.
+    deleted: HashMap<String, UnixTime>,
     otp: HashMap<String, OtpRecord>,
     rate: HashMap<(String, i64), u32>,
     users: HashMap<UserId, UserAccount>,
@@ -185,6 +188,82 @@ impl AccountStore for MemoryStore {
         if let Some(u) = self.lock().users.get_mut(id) {
             u.sessions_revoked_at = Some(at);
         }
+        Ok(())
+    }
+
+    async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
+        self.lock().deleted.entry(deletion_key(id)).or_insert(now);
+        Ok(())
+    }
+
+    async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
+        Ok(self.lock().deleted.contains_key(&deletion_key(id)))
+    }
+}
+
+/// The key of an account's deletion tombstone: a hash, so the tombstone itself names no one.
+pub fn deletion_key(id: &UserId) -> String {
+    crate::crypto::sha256_b64(format!("deleted|{id}").as_bytes())
+}
+
+impl MemoryStore {
+    /// Every stored record as text (tests check that nothing of a deleted account is left).
+    pub fn dump(&self) -> String {
+        format!("{:?}", *self.lock())
+    }
+}
+
+#[async_trait]
+impl crate::ports::AccountEraser for MemoryStore {
+    async fn erase_sessions(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut inner = self.lock();
+        let families: HashSet<String> =
+            inner.sessions.values().filter(|s| s.user_id == *user).map(|s| s.family_id.clone()).collect();
+        let before = inner.sessions.len() + inner.revoked_families.len();
+        inner.sessions.retain(|_, s| s.user_id != *user);
+        inner.revoked_families.retain(|f| !families.contains(f));
+        Ok(before - inner.sessions.len() - inner.revoked_families.len())
+    }
+
+    async fn erase_favorites(&self, user: &UserId) -> Result<usize, PortError> {
+        Ok(self.lock().favorites.remove(user).map_or(0, |f| f.len()))
+    }
+
+    async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut inner = self.lock();
+        let mut erased = inner.generations.remove(user).map_or(0, |g| g.len());
+        erased += usize::from(inner.in_flight.remove(user).is_some());
+        let before = inner.idempotency.len();
+        inner.idempotency.retain(|(u, _), _| u != user);
+        Ok(erased + before - inner.idempotency.len())
+    }
+
+    async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        let balance = inner.balance(user).unwrap_or(0);
+        if balance > 0 {
+            let amount = -i64::try_from(balance).map_err(|e| PortError::internal("credits", e))?;
+            inner.apply(user, LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now));
+        }
+        let ledger = inner.ledger.remove(user).unwrap_or_default();
+        for p in inner.purchases.values_mut() {
+            if p.user.as_ref() == Some(user) {
+                p.user = Some(anon.clone());
+            }
+        }
+        inner.ledger.entry(anon.clone()).or_default().extend(ledger);
+        Ok(())
+    }
+
+    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        if let Some(e164) = phone {
+            inner.otp.remove(e164);
+            if inner.phones.get(e164) == Some(user) {
+                inner.phones.remove(e164);
+            }
+        }
+        inner.users.remove(user);
         Ok(())
     }
 }

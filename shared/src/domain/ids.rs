@@ -21,6 +21,15 @@ impl UserId {
         Self(new_id())
     }
 
+    /// The id the user's anonymised ledger is kept under after account deletion: derived (so a re-run finds
+    /// the same one) by a one-way hash, with no way back to this id.
+    pub fn anonymised(&self) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("anon|{}", self.0).as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest.as_ref()[..16]);
+        Self(ulid::Ulid::from_bytes(bytes).to_string())
+    }
+
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         ulid::Ulid::from_string(s).map(|u| Self(u.to_string())).map_err(|_| InvalidValue("not a valid user id"))
     }

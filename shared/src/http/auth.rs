@@ -4,18 +4,34 @@ use lambda_http::Request;
 
 use super::{ApiError, ErrorCode};
 use crate::domain::UserId;
-use crate::ports::KeyProvider;
+use crate::ports::{AccountStore, KeyProvider};
 use crate::tokens::AccessTokens;
 
 /// Guards protected routes: a valid `Authorization: Bearer <access token>` or 401.
 pub struct AuthGuard {
     pub keys: Arc<dyn KeyProvider>,
     pub tokens: AccessTokens,
+    /// Where deleted accounts are marked: a request that changes something is refused for one, even with an
+    /// access token that has not expired yet.
+    pub accounts: Arc<dyn AccountStore>,
 }
 
 impl AuthGuard {
-    /// The signed-in user, or 401 UNAUTHORIZED (no credentials) / INVALID_TOKEN (bad credentials).
+    /// The signed-in user, or 401 UNAUTHORIZED (no credentials) / INVALID_TOKEN (bad credentials, or a
+    /// request that would change something for a deleted account). Reads of a deleted account find nothing,
+    /// so only writes pay for the check (one read).
     pub async fn user(&self, req: &Request) -> Result<UserId, ApiError> {
+        let user = self.token_user(req).await?;
+        let reads_only = matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        if !reads_only && self.accounts.is_deleted(&user).await? {
+            return Err(ApiError::new(ErrorCode::InvalidToken, "This account was deleted."));
+        }
+        Ok(user)
+    }
+
+    /// The user a valid access token names, whether or not the account is being deleted (for `DELETE
+    /// /v1/me`, which must be able to finish an interrupted deletion).
+    pub async fn token_user(&self, req: &Request) -> Result<UserId, ApiError> {
         let Some(header) = req.headers().get(http::header::AUTHORIZATION) else {
             return Err(ApiError::new(ErrorCode::Unauthorized, "Sign in to continue."));
         };

@@ -1,11 +1,23 @@
 use std::sync::Arc;
 
-use crate::domain::{DisplayName, UserAccount, UserId};
-use crate::ports::{AccountStore, PortError};
+use crate::domain::{object_keys, DisplayName, UserAccount, UserId};
+use crate::ports::{AccountEraser, AccountStore, Clock, ObjectStore, PortError};
 
 /// The signed-in user's own account.
 pub struct Account {
     pub accounts: Arc<dyn AccountStore>,
+    pub eraser: Arc<dyn AccountEraser>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What a deletion removed (for the log line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub sessions: usize,
+    pub favorites: usize,
+    pub generations: usize,
+    pub objects: usize,
 }
 
 impl Account {
@@ -20,5 +32,29 @@ impl Account {
         name: Option<DisplayName>,
     ) -> Result<Option<UserAccount>, PortError> {
         self.accounts.set_display_name(user, name.as_ref().map(DisplayName::as_str)).await
+    }
+
+    /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so
+    /// its access tokens change nothing more, then erases sessions, favourites, generations, every image under
+    /// the user's prefixes, moves the credits ledger to an anonymous id (kept for accounting), and finally the
+    /// phone number, its code record and the profile. Every step is idempotent: a deletion interrupted
+    /// half-way (an error, a timeout) is finished by running it again.
+    pub async fn delete(&self, user: &UserId) -> Result<Erased, PortError> {
+        let now = self.clock.now();
+        self.accounts.mark_deleted(user, now).await?;
+        // Read before anything goes: the profile is what names the phone number (gone on a finished re-run).
+        let profile = self.accounts.get_user(user).await?;
+        let mut erased = Erased {
+            sessions: self.eraser.erase_sessions(user).await?,
+            favorites: self.eraser.erase_favorites(user).await?,
+            generations: self.eraser.erase_generations(user).await?,
+            objects: 0,
+        };
+        for prefix in object_keys::user_prefixes(user) {
+            erased.objects += self.objects.delete_prefix(&prefix).await?;
+        }
+        self.eraser.anonymise_credits(user, &user.anonymised(), now).await?;
+        self.eraser.erase_identity(user, profile.as_ref().map(|p| p.phone.as_str())).await?;
+        Ok(erased)
     }
 }

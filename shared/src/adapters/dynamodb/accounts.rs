@@ -9,15 +9,15 @@ use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, Dynamo
 use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
 use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError};
 
-const PROFILE: &str = "PROFILE";
+pub(super) const PROFILE: &str = "PROFILE";
 const BALANCE: &str = "BALANCE";
-const PHONE: &str = "PHONE";
+pub(super) const PHONE: &str = "PHONE";
 
 pub(crate) fn user_pk(id: &UserId) -> String {
     format!("USER#{id}")
 }
 
-fn phone_pk(e164: &str) -> String {
+pub(super) fn phone_pk(e164: &str) -> String {
     format!("PHONE#{e164}")
 }
 
@@ -243,4 +243,42 @@ impl AccountStore for DynamoStore {
             Err(e) => Err(sdk_error("users", e)),
         }
     }
+    async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
+        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        let mut item = key(deleted_pk, "DELETED");
+        item.insert("deletedAt".to_owned(), n(now));
+        // Long past any access token's life (15 minutes) and any sensible retry of the deletion.
+        item.insert("ttl".to_owned(), n(now + TOMBSTONE_TTL_SECS));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Marked by an earlier run: keep its time.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_error("users", e)),
+        }
+    }
+
+    async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
+        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(deleted_pk, "DELETED")))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| sdk_error("users", e))?;
+        Ok(out.item.is_some())
+    }
 }
+
+/// How long an account's deletion tombstone is kept.
+const TOMBSTONE_TTL_SECS: i64 = 7 * 24 * 3600;

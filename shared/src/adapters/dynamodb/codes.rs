@@ -10,9 +10,9 @@ use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{OtpRecord, PhoneNumber, UnixTime};
 use crate::ports::{otp_refusal, AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
-const OTP_SK: &str = "OTP";
+pub(super) const OTP_SK: &str = "OTP";
 
-fn otp_pk(e164: &str) -> String {
+pub(super) fn otp_pk(e164: &str) -> String {
     format!("PHONE#{e164}")
 }
 

@@ -25,6 +25,7 @@ mod accounts;
 mod catalogue;
 mod codes;
 mod credits;
+mod erasure;
 mod generations;
 pub mod schema;
 mod sessions;

@@ -1,0 +1,197 @@
+//! Account deletion, one idempotent step per kind of data (see `AccountEraser`).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+
+use super::accounts::{phone_pk, user_pk, LedgerItem, PHONE, PROFILE};
+use super::codes::{otp_pk, OTP_SK};
+use super::{key, s, sdk_error, to_item, DynamoStore, Item};
+use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::ports::{AccountEraser, AdjustOutcome, CreditsStore, LedgerReader, PortError};
+
+/// Ledger entries moved per transaction (two actions each; a transaction takes at most 100).
+const MOVE_CHUNK: usize = 50;
+
+impl DynamoStore {
+    /// Every key of a query (all pages).
+    async fn keys_of(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        condition: &str,
+        values: &[(&str, &str)],
+    ) -> Result<Vec<Item>, PortError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(condition)
+                .set_exclusive_start_key(start.take());
+            for (name, value) in values {
+                query = query.expression_attribute_values(*name, s(*value));
+            }
+            let out = query.send().await.map_err(|e| sdk_error("erasure", e))?;
+            for item in out.items.unwrap_or_default() {
+                let k: Item = item.into_iter().filter(|(name, _)| name == "pk" || name == "sk").collect();
+                keys.push(k);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn delete_keys(&self, table: &str, keys: &[Item]) -> Result<usize, PortError> {
+        for k in keys {
+            self.client
+                .delete_item()
+                .table_name(table)
+                .set_key(Some(k.clone()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("erasure", e))?;
+        }
+        Ok(keys.len())
+    }
+
+    async fn delete_one(
+        &self,
+        table: &str,
+        pk: String,
+        sk: &str,
+        condition: Option<(&str, &str)>,
+    ) -> Result<(), PortError> {
+        let mut delete = self.client.delete_item().table_name(table).set_key(Some(key(pk, sk)));
+        if let Some((expression, user)) = condition {
+            delete = delete.condition_expression(expression).expression_attribute_values(":user", s(user));
+        }
+        match delete.send().await {
+            Ok(_) => Ok(()),
+            // The item points at someone else now (a new account on the same number): not ours to delete.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(sdk_error("erasure", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl AccountEraser for DynamoStore {
+    async fn erase_sessions(&self, user: &UserId) -> Result<usize, PortError> {
+        let keys = self.keys_of(&self.tables.sessions, Some("ByUser"), "userId = :u", &[(":u", user.as_str())]).await?;
+        self.delete_keys(&self.tables.sessions, &keys).await
+    }
+
+    async fn erase_favorites(&self, user: &UserId) -> Result<usize, PortError> {
+        let pk = user_pk(user);
+        let condition = "pk = :pk AND begins_with(sk, :fav)";
+        let keys = self.keys_of(&self.tables.users, None, condition, &[(":pk", &pk), (":fav", "FAV#")]).await?;
+        self.delete_keys(&self.tables.users, &keys).await
+    }
+
+    async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
+        let pk = user_pk(user);
+        let keys = self.keys_of(&self.tables.generations, None, "pk = :pk", &[(":pk", &pk)]).await?;
+        self.delete_keys(&self.tables.generations, &keys).await
+    }
+
+    async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError> {
+        // 1. Forfeit what is left, through the same conditional change as every balance change.
+        let balance = self.balance(user).await?;
+        if balance > 0 {
+            let amount = -i64::try_from(balance).map_err(|e| PortError::internal("erasure", e))?;
+            match self.adjust(user, amount, "account-deleted", now).await? {
+                AdjustOutcome::Applied { .. } | AdjustOutcome::NoSuchUser => {}
+                // The balance changed under us (a refund landing): the re-run forfeits the rest.
+                AdjustOutcome::Insufficient { .. } => {
+                    return Err(PortError::unavailable("erasure", "balance changed during deletion; run again"))
+                }
+            }
+        }
+        // 2. The whole ledger, oldest last.
+        let mut entries: Vec<LedgerEntry> = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.ledger_page(user, 500, before.as_deref()).await?;
+            before = page.entries.last().map(|e| e.id.clone());
+            entries.extend(page.entries);
+            if !page.more {
+                break;
+            }
+        }
+        // 3. Purchases now belong to the anonymous id (a later App Store refund still applies to its ledger).
+        for e in entries.iter().filter(|e| e.kind == LedgerKind::Purchase) {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.tables.credits)
+                .set_key(Some(key(format!("APPSTORE_TXN#{}", e.reference), "TXN")))
+                .update_expression("SET userId = :anon")
+                .condition_expression("userId = :user")
+                .expression_attribute_values(":anon", s(anon.as_str()))
+                .expression_attribute_values(":user", s(user.as_str()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error("erasure", e)),
+            }
+        }
+        // 4. Move each entry: put it under the anonymous id and delete it here, in one transaction per chunk.
+        for chunk in entries.chunks(MOVE_CHUNK) {
+            let mut items = Vec::with_capacity(chunk.len() * 2);
+            for entry in chunk {
+                let moved = LedgerItem::new(anon, entry);
+                let put = Put::builder()
+                    .table_name(&self.tables.credits)
+                    .set_item(Some(to_item("erasure", &moved)?))
+                    .build()
+                    .map_err(|e| PortError::internal("erasure", e))?;
+                let delete = Delete::builder()
+                    .table_name(&self.tables.credits)
+                    .set_key(Some(key(user_pk(user), format!("LEDGER#{}", entry.id))))
+                    .build()
+                    .map_err(|e| PortError::internal("erasure", e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+                .map_err(|e| sdk_error("erasure", e))?;
+        }
+        // 5. The balance, now zero.
+        self.delete_one(&self.tables.credits, user_pk(user), "BALANCE", None).await
+    }
+
+    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+        if let Some(e164) = phone {
+            self.delete_one(&self.tables.codes, otp_pk(e164), OTP_SK, None).await?;
+            let mine = Some(("userId = :user", user.as_str()));
+            self.delete_one(&self.tables.users, phone_pk(e164), PHONE, mine).await?;
+        }
+        self.delete_one(&self.tables.users, user_pk(user), PROFILE, None).await
+    }
+}
+
+impl DynamoStore {
+    /// Every item of every table as text (tests check that nothing of a deleted account is left).
+    pub async fn dump(&self) -> Result<String, PortError> {
+        let t = &self.tables;
+        let mut text = String::new();
+        for table in [&t.users, &t.credits, &t.codes, &t.sessions, &t.catalogue, &t.generations] {
+            let mut pages = self.client.scan().table_name(table).into_paginator().items().send();
+            while let Some(item) = pages.next().await {
+                text.push_str(&format!("{table}: {:?}\n", item.map_err(|e| sdk_error("erasure", e))?));
+            }
+        }
+        Ok(text)
+    }
+}

@@ -1,0 +1,229 @@
+//! Account deletion on the in-memory store and on DynamoDB Local: afterwards no record and no object
+//! mentions the user's id or phone number (the whole database is read back as text), the ledger lives on
+//! only under an anonymous id, and a deletion interrupted half-way finishes when run again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use facemake::adapters::dynamodb::DynamoStore;
+use facemake::adapters::memory::MemoryStore;
+use facemake::domain::{object_keys, LedgerKind, TemplateId, UploadId, UserId};
+use facemake::ports::{
+    JobRef, ObjectInfo, ObjectStore, PortError, PresignedUpload, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
+};
+use facemake::services::auth::RefreshError;
+use facemake::testkit::Harness;
+use facemake::wiring::Store;
+
+const PHONE: &str = "+14155550188";
+const PHONE_DIGITS: &str = "4155550188";
+
+/// Every record of a store as text.
+#[async_trait]
+trait Dump: Store {
+    async fn dump_text(&self) -> String;
+}
+
+#[async_trait]
+impl Dump for MemoryStore {
+    async fn dump_text(&self) -> String {
+        self.dump()
+    }
+}
+
+#[async_trait]
+impl Dump for DynamoStore {
+    async fn dump_text(&self) -> String {
+        self.dump().await.unwrap()
+    }
+}
+
+fn photo() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::RgbImage::from_pixel(16, 16, image::Rgb([9, 9, 9]))
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+        .unwrap();
+    bytes
+}
+
+/// A user with everything an account can have: two sessions (one logged out), a favourite, a purchase, a
+/// finished and an in-flight generation, an upload. Returns the user and its refresh token.
+async fn full_account(h: &Harness) -> (UserId, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/catalogue/catalogue.yaml");
+    facemake::services::catalogue::seed_catalogue(h.deps.store.as_ref(), &path).await.unwrap();
+    let session = h.signed_in(PHONE).await;
+    let other_device = h.signed_in(PHONE).await;
+    h.deps.sign_in().logout(&other_device.user.id, Some(&other_device.refresh_token), false).await.unwrap();
+    let user = session.user.id.clone();
+    let store = &h.deps.store;
+    store.add_favorite(&user, &TemplateId::parse("neon-noir").unwrap(), 1).await.unwrap();
+    let purchase = VerifiedPurchase {
+        transaction_id: format!("2000{}", facemake::domain::new_id()),
+        original_transaction_id: "2000".into(),
+        product_id: "credits10".into(),
+        credits: 10,
+        environment: "Sandbox".into(),
+    };
+    assert!(matches!(store.credit_purchase(&user, &purchase, 1).await.unwrap(), PurchaseOutcome::Credited { .. }));
+    let generations = h.deps.generations(Arc::new(h.deps.catalogue_service()));
+    let upload = UploadId::new();
+    h.objects.put(&object_keys::upload(&user, &upload), photo(), "image/jpeg").await.unwrap();
+    let template = TemplateId::parse("neon-noir").unwrap();
+    let done = generations.start(&user, "a", &template, &upload).await.unwrap();
+    let job = JobRef { user_id: user.clone(), generation_id: done.generation.id.clone() };
+    h.deps.worker().process(&job).await.unwrap();
+    generations.start(&user, "b", &template, &upload).await.unwrap();
+    assert!(h.objects.keys().iter().any(|k| k.starts_with("outputs/")));
+    (user, session.refresh_token)
+}
+
+async fn nothing_left(store: &dyn Dump, h: &Harness, user: &UserId) {
+    let text = store.dump_text().await;
+    for needle in [user.as_str(), PHONE, PHONE_DIGITS] {
+        assert!(!text.contains(needle), "{needle} is still stored:\n{text}");
+    }
+    assert!(h.objects.keys().iter().all(|k| !k.contains(user.as_str())), "{:?}", h.objects.keys());
+}
+
+async fn deletion_leaves_nothing_behind<S: Dump + 'static>(store: Arc<S>) {
+    let h = Harness::over(store.clone());
+    let (user, refresh) = full_account(&h).await;
+    let mut ledger_before = h.deps.store.ledger(&user, 100).await.unwrap();
+    assert!(store.dump_text().await.contains(user.as_str()), "the check below would see the user");
+
+    h.deps.account().delete(&user).await.unwrap();
+    nothing_left(store.as_ref(), &h, &user).await;
+    assert!(h.deps.store.is_deleted(&user).await.unwrap());
+
+    // The ledger lives on under the anonymous id: every entry, plus the forfeit of what was left (3 + 10 - 2);
+    // it sums to 0.
+    let anon = user.anonymised();
+    let mut ledger_after = h.deps.store.ledger(&anon, 100).await.unwrap();
+    let forfeit = ledger_after.remove(0);
+    assert_eq!((forfeit.kind, forfeit.amount, forfeit.balance_after), (LedgerKind::Adjustment, -11, 0));
+    ledger_before.sort_by(|a, b| a.id.cmp(&b.id));
+    ledger_after.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ledger_after, ledger_before);
+    assert_eq!(ledger_after.iter().map(|e| e.amount).sum::<i64>() + forfeit.amount, 0);
+
+    // The refresh token is dead; signing in again makes a new, empty account.
+    assert!(matches!(h.deps.sign_in().refresh(&refresh).await, Err(RefreshError::Invalid)));
+    let again = h.signed_in(PHONE).await;
+    assert!(again.is_new_user);
+    assert_ne!(again.user.id, user);
+    assert_eq!(again.user.credits, 3);
+
+    // Running it again (the app retrying) changes nothing and still succeeds.
+    h.deps.account().delete(&user).await.unwrap();
+    assert_eq!(h.deps.store.get_user(&again.user.id).await.unwrap().unwrap().phone, PHONE);
+}
+
+async fn an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger<S: Dump + 'static>(store: Arc<S>) {
+    let h = Harness::over(store.clone());
+    let (user, _) = full_account(&h).await;
+    let txn = h.deps.store.ledger(&user, 100).await.unwrap();
+    let purchase = txn.iter().find(|e| e.kind == LedgerKind::Purchase).unwrap().reference.clone();
+    h.deps.account().delete(&user).await.unwrap();
+    let outcome = h.deps.store.refund_purchase(&purchase, "n-1", 2).await.unwrap();
+    let anon = user.anonymised();
+    assert!(
+        matches!(&outcome, RefundOutcome::Applied { user, amount: 0, shortfall: 10, .. } if *user == anon),
+        "{outcome:?}"
+    );
+    // A new account cannot claim the deleted one's transaction either.
+    let newcomer = h.signed_in("+14155550177").await.user.id;
+    let repost = VerifiedPurchase {
+        transaction_id: purchase,
+        original_transaction_id: "2000".into(),
+        product_id: "credits10".into(),
+        credits: 10,
+        environment: "Sandbox".into(),
+    };
+    assert_ne!(
+        h.deps.store.credit_purchase(&newcomer, &repost, 3).await.unwrap(),
+        PurchaseOutcome::Credited { credits_added: 10, balance: 13 }
+    );
+    nothing_left(store.as_ref(), &h, &user).await;
+}
+
+/// A bucket whose prefix deletion fails once, as a timeout half-way through a deletion would.
+struct FlakyBucket {
+    inner: Arc<dyn ObjectStore>,
+    failed: AtomicBool,
+}
+
+#[async_trait]
+impl ObjectStore for FlakyBucket {
+    async fn presign_upload(&self, k: &str, t: &str, l: u64, e: u64, n: i64) -> Result<PresignedUpload, PortError> {
+        self.inner.presign_upload(k, t, l, e, n).await
+    }
+    async fn presign_download(&self, k: &str, e: u64, n: i64) -> Result<String, PortError> {
+        self.inner.presign_download(k, e, n).await
+    }
+    async fn head(&self, k: &str) -> Result<Option<ObjectInfo>, PortError> {
+        self.inner.head(k).await
+    }
+    async fn get(&self, k: &str, m: u64) -> Result<Option<Vec<u8>>, PortError> {
+        self.inner.get(k, m).await
+    }
+    async fn put(&self, k: &str, b: Vec<u8>, t: &str) -> Result<(), PortError> {
+        self.inner.put(k, b, t).await
+    }
+    async fn delete(&self, k: &[String]) -> Result<(), PortError> {
+        self.inner.delete(k).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<usize, PortError> {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(PortError::unavailable("images bucket", "timed out"));
+        }
+        self.inner.delete_prefix(prefix).await
+    }
+}
+
+async fn an_interrupted_deletion_finishes_when_run_again<S: Dump + 'static>(store: Arc<S>) {
+    let h = Harness::over(store.clone());
+    let (user, _) = full_account(&h).await;
+    let mut account = h.deps.account();
+    account.objects = Arc::new(FlakyBucket { inner: h.objects.clone(), failed: AtomicBool::new(false) });
+    assert!(account.delete(&user).await.is_err());
+    // Half done: marked deleted, sessions gone, but the profile and the images are still there.
+    assert!(h.deps.store.is_deleted(&user).await.unwrap());
+    assert!(h.deps.store.get_user(&user).await.unwrap().is_some());
+    assert!(h.objects.keys().iter().any(|k| k.contains(user.as_str())));
+    account.delete(&user).await.unwrap();
+    nothing_left(store.as_ref(), &h, &user).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_deletion_leaves_nothing_behind() {
+    deletion_leaves_nothing_behind(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_deletion_leaves_nothing_behind() {
+    deletion_leaves_nothing_behind(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger() {
+    an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger() {
+    an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger(Arc::new(
+        facemake::testkit::dynamodb_store().await,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_an_interrupted_deletion_finishes_when_run_again() {
+    an_interrupted_deletion_finishes_when_run_again(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_interrupted_deletion_finishes_when_run_again() {
+    an_interrupted_deletion_finishes_when_run_again(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+}
