@@ -104,9 +104,47 @@ async fn purchases_and_notifications_log_no_signed_data() {
 
     let logs = captured.text();
     assert!(logs.contains("app store notification"), "the notification was logged:\n{logs}");
+    assert!(logs.contains(&facemake::telemetry::user_ref(&user)), "the refund names its user by reference");
+    assert!(!logs.contains(user.as_str()), "the user id reached the logs:\n{logs}");
     // Any signature segment (the part only the signer could make) must not be in the logs.
     for (what, jws) in [("signed transaction", &signed), ("transaction info", &info), ("signed payload", &refund)] {
         let signature = jws.rsplit('.').next().unwrap();
         assert!(!logs.contains(signature), "the {what} reached the logs:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn request_lines_carry_route_status_latency_and_a_user_reference_not_the_id() {
+    use facemake::http::{json, AuthGuard, PathParams, Request, Router};
+    use facemake::testkit::{event, with_bearer};
+
+    let (captured, _guard) = capture();
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550197").await;
+    let guard = std::sync::Arc::new(h.deps.auth_guard());
+    let router = Router::new().route(
+        http::Method::GET,
+        "/v1/me",
+        guard,
+        |guard: std::sync::Arc<AuthGuard>, req: Request, _: PathParams| async move {
+            guard.user(&req).await?;
+            Ok(json(http::StatusCode::OK, &serde_json::json!({})))
+        },
+    );
+    let response = router.handle(with_bearer(event("get-me.json"), &session.access_token)).await;
+    assert_eq!(response.status(), 200);
+
+    let logs = captured.text();
+    let line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "request")
+        .unwrap_or_else(|| panic!("no request line:\n{logs}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["route"], "/v1/me");
+    assert_eq!(fields["status"], 200);
+    assert!(fields["latency_ms"].as_f64().is_some());
+    assert!(fields["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(fields["user"], facemake::telemetry::user_ref(&session.user.id));
+    assert!(!logs.contains(session.user.id.as_str()), "the user id reached the logs:\n{logs}");
 }

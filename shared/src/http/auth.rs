@@ -46,7 +46,9 @@ impl AuthGuard {
             || ApiError::new(ErrorCode::InvalidToken, "The access token is not valid. Refresh it or sign in again.");
         let token = token.ok_or_else(invalid)?;
         let keys = self.keys.keys().await?;
-        self.tokens.verify(&keys, token).map(|(user, _)| user).map_err(|_| invalid())
+        let user = self.tokens.verify(&keys, token).map(|(user, _)| user).map_err(|_| invalid())?;
+        crate::telemetry::note_caller(&user);
+        Ok(user)
     }
 
     /// For routes open to everyone that personalise for a signed-in caller: `None` without an

@@ -93,13 +93,17 @@ impl Router {
                 }
             }
         }
-        let (pattern, result) = match found {
-            Some((route, params)) => (route.pattern, (route.handler)(req, params).await),
-            None if path_known => {
-                ("-", Err(ApiError::new(ErrorCode::MethodNotAllowed, "This method is not allowed on this path.")))
+        let ((pattern, result), caller) = crate::telemetry::with_caller(async {
+            match found {
+                Some((route, params)) => (route.pattern, (route.handler)(req, params).await),
+                None if path_known => {
+                    ("-", Err(ApiError::new(ErrorCode::MethodNotAllowed, "This method is not allowed on this path.")))
+                }
+                None => ("-", Err(ApiError::not_found())),
             }
-            None => ("-", Err(ApiError::not_found())),
-        };
+        })
+        .await;
+        let user = caller.as_deref().unwrap_or("-");
         let mut response = match result {
             Ok(response) => response,
             Err(e) => e.into_response(&request_id),
@@ -110,9 +114,9 @@ impl Router {
         let status = response.status().as_u16();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {
-            tracing::error!(request_id, %method, route = pattern, status, latency_ms, "request");
+            tracing::error!(request_id, %method, route = pattern, status, latency_ms, user, "request");
         } else {
-            tracing::info!(request_id, %method, route = pattern, status, latency_ms, "request");
+            tracing::info!(request_id, %method, route = pattern, status, latency_ms, user, "request");
         }
         response
     }

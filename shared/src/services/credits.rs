@@ -156,7 +156,8 @@ impl Credits {
             subtype = n.subtype.as_deref().unwrap_or(""),
             notification_uuid = %n.notification_uuid,
             transaction_id = transaction_id.unwrap_or(""),
-            outcome = ?handled,
+            outcome = outcome_text(&handled),
+            user = handled_user(&handled).map(crate::telemetry::user_ref).unwrap_or_default(),
             "app store notification"
         );
         if n.notification_type == "CONSUMPTION_REQUEST" {
@@ -165,5 +166,29 @@ impl Credits {
             tracing::warn!(transaction_id = transaction_id.unwrap_or(""), "consumption information requested");
         }
         Ok(handled)
+    }
+}
+
+/// A notification's outcome for the log line (the user appears only as a reference).
+fn outcome_text(handled: &Handled) -> String {
+    let refund = |r: &RefundOutcome| match r {
+        RefundOutcome::Applied { amount, shortfall, balance, .. } => {
+            format!("applied amount={amount} shortfall={shortfall} balance={balance}")
+        }
+        other => format!("{other:?}"),
+    };
+    match handled {
+        Handled::Refund(r) => format!("refund {}", refund(r)),
+        Handled::RefundReversed(r) => format!("reversal {}", refund(r)),
+        Handled::Acknowledged => "acknowledged".to_owned(),
+        Handled::Duplicate => "duplicate".to_owned(),
+    }
+}
+
+fn handled_user(handled: &Handled) -> Option<&UserId> {
+    match handled {
+        Handled::Refund(RefundOutcome::Applied { user, .. })
+        | Handled::RefundReversed(RefundOutcome::Applied { user, .. }) => Some(user),
+        _ => None,
     }
 }
