@@ -565,6 +565,9 @@ pub struct RenderRequest<'a> {
     pub image_url: Option<&'a str>,
     /// The generation's id: stable across retries, usable for provider-side de-duplication and logs.
     pub job_id: &'a str,
+    /// The most this call may take (what is left of the worker's budget). Providers that run remote work
+    /// stop waiting, and cancel it, before this runs out; the worker cuts the call off at it regardless.
+    pub time_left: std::time::Duration,
 }
 
 /// A rendered image.

@@ -71,7 +71,15 @@ async fn render(
     image: &[u8],
     image_url: Option<&str>,
 ) -> Result<RenderedImage, ProviderError> {
-    provider.render(RenderRequest { spec, image, image_url, job_id: "01JTESTGENERATION" }).await
+    provider
+        .render(RenderRequest {
+            spec,
+            image,
+            image_url,
+            job_id: "01JTESTGENERATION",
+            time_left: std::time::Duration::from_secs(200),
+        })
+        .await
 }
 
 /// Neither `Display` nor `Debug` of an error may carry a key.
@@ -667,6 +675,64 @@ async fn replicate_gives_up_at_the_deadline_and_cancels_the_prediction() {
     let err = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
         .await
         .unwrap_err();
+    assert_eq!(refusal(&err), None, "{err:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn replicate_cancels_before_the_workers_budget_runs_out() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p7",
+            "starting",
+            json!(null),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/predictions/p7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p7",
+            "processing",
+            json!(null),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/predictions/p7/cancel"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
+            &server,
+            "p7",
+            "canceled",
+            json!(null),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The adapter's own deadline is far away; the worker has only 6 s left, so it stops at 1 s (6 s less
+    // the margin the cancel call needs), asks Replicate to wait at most 1 s, and cancels.
+    let adapter = replicate(&server);
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let started = std::time::Instant::now();
+    let request = RenderRequest {
+        spec: &spec,
+        image: &photo(),
+        image_url: Some(PHOTO_URL),
+        job_id: "01JTESTGENERATION",
+        time_left: Duration::from_secs(6),
+    };
+    let err = adapter.render(request).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(6), "cancelled inside the budget");
+    let created = &server.received_requests().await.unwrap()[0];
+    assert_eq!(created.headers.get("prefer").unwrap(), "wait=1");
     assert_eq!(refusal(&err), None, "{err:?}");
     assert!(err.to_string().contains("timed out"), "{err}");
 }

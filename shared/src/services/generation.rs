@@ -460,8 +460,13 @@ impl Worker {
             None
         };
         timings.prepare_ms = millis(started.elapsed());
-        let request =
-            RenderRequest { spec: &g.spec, image: &prepared.jpeg, image_url: image_url.as_deref(), job_id: &g.id };
+        let request = RenderRequest {
+            spec: &g.spec,
+            image: &prepared.jpeg,
+            image_url: image_url.as_deref(),
+            job_id: &g.id,
+            time_left: self.retry.budget,
+        };
         let provider_started = Instant::now();
         let rendered = self.call_with_retries(provider.as_ref(), request, &g.id).await;
         timings.provider_ms = millis(provider_started.elapsed());
@@ -489,6 +494,7 @@ impl Worker {
         for attempt in 1..=self.retry.max_attempts {
             // Every call ends within the budget, so the whole job ends well inside the worker's timeout.
             let remaining = self.retry.budget.saturating_sub(started.elapsed());
+            let request = RenderRequest { time_left: remaining, ..request };
             let result = match tokio::time::timeout(remaining, provider.render(request)).await {
                 Ok(result) => result,
                 Err(_) => {

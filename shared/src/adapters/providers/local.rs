@@ -350,7 +350,13 @@ mod tests {
         };
         let photo = photo();
         let rendered = LocalRenderer
-            .render(RenderRequest { spec: &spec, image: &photo, image_url: None, job_id: "g1" })
+            .render(RenderRequest {
+                spec: &spec,
+                image: &photo,
+                image_url: None,
+                job_id: "g1",
+                time_left: std::time::Duration::from_secs(60),
+            })
             .await
             .unwrap();
         assert_eq!(rendered.content_type, "image/png");

@@ -143,6 +143,8 @@ impl ImageProvider for OpenAiImages {
         let url = format!("{}/v1/images/edits", self.api_base.trim_end_matches('/'));
         let response = http_client(&self.http)?
             .post(url)
+            // Never past the worker's budget (the client's own limit is longer).
+            .timeout(request.time_left.max(std::time::Duration::from_secs(1)))
             .bearer_auth(key.expose_secret())
             .multipart(Self::form(&request)?)
             .send()

@@ -29,6 +29,9 @@ const MAX_OUTPUT_BYTES: usize = 30 * 1024 * 1024;
 /// Prediction and error bodies are small.
 const MAX_JSON_BYTES: usize = 1024 * 1024;
 
+/// How long before the budget runs out a prediction is cancelled (time for the cancel call itself).
+const CANCEL_MARGIN: Duration = Duration::from_secs(5);
+
 pub struct ReplicatePredictions {
     http: OnceLock<reqwest::Client>,
     api_base: String,
@@ -257,7 +260,12 @@ impl ImageProvider for ReplicatePredictions {
             }
         };
         let http = http_client(&self.http)?;
-        let mut prediction = self.call(http.post(url).header("Prefer", "wait=60").json(&body), token).await?;
+        // Stop waiting (and cancel) a few seconds before the worker's budget runs out, so the cancel is sent
+        // rather than the call being cut off with the prediction still running and billed.
+        let deadline = self.deadline.min(request.time_left.saturating_sub(CANCEL_MARGIN));
+        let wait = deadline.as_secs().clamp(1, 60);
+        let create = http.post(url).header("Prefer", format!("wait={wait}")).json(&body);
+        let mut prediction = self.call(create, token).await?;
         tracing::info!(prediction = %prediction.id, status = %prediction.status, job = request.job_id, "replicate prediction created");
 
         loop {
@@ -274,7 +282,7 @@ impl ImageProvider for ReplicatePredictions {
                 }
                 _ => {}
             }
-            if started.elapsed() + self.poll_interval > self.deadline {
+            if started.elapsed() + self.poll_interval > deadline {
                 self.cancel(&prediction, token).await;
                 return Err(transient(
                     format!("replicate prediction {} timed out ({})", prediction.id, prediction.status),
