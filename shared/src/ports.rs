@@ -159,9 +159,11 @@ pub trait AccountStore: Send + Sync {
     async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
     /// Revokes every refresh-token family created at or before `at`.
     async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
-    /// Records that the account is being deleted (a tombstone keyed by a hash of the id, kept a week): from
-    /// then on its access tokens no longer change anything.
+    /// Records that the account is being deleted (a tombstone keyed by a hash of the id): from then on its
+    /// access tokens no longer change anything. It stays until [`AccountStore::deletion_finished`].
     async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
+    /// The deletion is complete: the tombstone may expire once no access token of the account can be live.
+    async fn deletion_finished(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError>;
 }
 

@@ -196,6 +196,10 @@ impl AccountStore for MemoryStore {
         Ok(())
     }
 
+    async fn deletion_finished(&self, _: &UserId, _: UnixTime) -> Result<(), PortError> {
+        Ok(())
+    }
+
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
         Ok(self.lock().deleted.contains_key(&deletion_key(id)))
     }

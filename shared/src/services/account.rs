@@ -55,6 +55,7 @@ impl Account {
         }
         self.eraser.anonymise_credits(user, &user.anonymised(), now).await?;
         self.eraser.erase_identity(user, profile.as_ref().map(|p| p.phone.as_str())).await?;
+        self.accounts.deletion_finished(user, now).await?;
         Ok(erased)
     }
 }

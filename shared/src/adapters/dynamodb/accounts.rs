@@ -247,8 +247,7 @@ impl AccountStore for DynamoStore {
         let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
         let mut item = key(deleted_pk, "DELETED");
         item.insert("deletedAt".to_owned(), n(now));
-        // Long past any access token's life (15 minutes) and any sensible retry of the deletion.
-        item.insert("ttl".to_owned(), n(now + TOMBSTONE_TTL_SECS));
+        // No ttl yet: an unfinished deletion keeps blocking the account's writes until a re-run finishes it.
         let result = self
             .client
             .put_item()
@@ -265,6 +264,22 @@ impl AccountStore for DynamoStore {
         }
     }
 
+    async fn deletion_finished(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
+        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        self.client
+            .update_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(deleted_pk, "DELETED")))
+            // Long past any access token's life (15 minutes) and any retry of the app's call.
+            .update_expression("SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", n(now + TOMBSTONE_TTL_SECS))
+            .send()
+            .await
+            .map_err(|e| sdk_error("users", e))?;
+        Ok(())
+    }
+
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
         let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
         let out = self
@@ -272,6 +287,7 @@ impl AccountStore for DynamoStore {
             .get_item()
             .table_name(&self.tables.users)
             .set_key(Some(key(deleted_pk, "DELETED")))
+            .consistent_read(true)
             .projection_expression("pk")
             .send()
             .await

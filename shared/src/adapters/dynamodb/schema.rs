@@ -156,6 +156,7 @@ mod tests {
         assert_eq!(codes.key_schema, vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]);
         assert_eq!(codes.ttl_attribute.as_deref(), Some("ttl"));
         let users = defs.iter().find(|d| d.logical_id == "UsersTable").unwrap();
-        assert_eq!(users.ttl_attribute, None);
+        // Only account-deletion tombstones carry it.
+        assert_eq!(users.ttl_attribute.as_deref(), Some("ttl"));
     }
 }
