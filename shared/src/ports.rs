@@ -162,8 +162,11 @@ pub trait AccountStore: Send + Sync {
     /// Records that the account is being deleted (a tombstone keyed by a hash of the id): from then on its
     /// access tokens no longer change anything. It stays until [`AccountStore::deletion_finished`].
     async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
-    /// The deletion is complete: the tombstone may expire once no access token of the account can be live.
+    /// The deletion is complete: the tombstone forgets the id and may expire once no access token of the
+    /// account can be live.
     async fn deletion_finished(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
+    /// Accounts whose deletion started but has not finished (the reconciler finishes them).
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<UserId>, PortError>;
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError>;
 }
 

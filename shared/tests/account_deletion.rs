@@ -195,6 +195,28 @@ async fn an_interrupted_deletion_finishes_when_run_again<S: Dump + 'static>(stor
     nothing_left(store.as_ref(), &h, &user).await;
 }
 
+async fn an_abandoned_deletion_is_finished_by_the_reconciler<S: Dump + 'static>(store: Arc<S>) {
+    let h = Harness::over(store.clone());
+    let (user, _) = full_account(&h).await;
+    let mut account = h.deps.account();
+    account.objects = Arc::new(FlakyBucket { inner: h.objects.clone(), failed: AtomicBool::new(false) });
+    assert!(account.delete(&user).await.is_err());
+    // The app never calls again. Signing in with the number meanwhile is refused, not a zombie session.
+    let phone = facemake::domain::PhoneNumber::parse(PHONE, None).unwrap();
+    h.plant_code(&phone, "424242").await;
+    let code = facemake::domain::OtpCode::parse("424242").unwrap();
+    let refused = h.deps.sign_in().verify(&phone, &code, None).await;
+    assert!(matches!(refused, Err(facemake::services::auth::SignInError::AccountBeingDeleted)), "{refused:?}");
+    assert_eq!(h.deps.store.pending_deletions(10).await.unwrap(), vec![user.clone()]);
+
+    // The scheduled reconciler finishes it.
+    assert_eq!(h.deps.account().finish_pending_deletions(10).await.unwrap(), 1);
+    assert!(h.deps.store.pending_deletions(10).await.unwrap().is_empty());
+    nothing_left(store.as_ref(), &h, &user).await;
+    assert_eq!(h.deps.account().finish_pending_deletions(10).await.unwrap(), 0);
+    assert!(h.signed_in(PHONE).await.is_new_user);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_deletion_leaves_nothing_behind() {
     deletion_leaves_nothing_behind(Arc::new(MemoryStore::new())).await;
@@ -226,4 +248,14 @@ async fn memory_an_interrupted_deletion_finishes_when_run_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_an_interrupted_deletion_finishes_when_run_again() {
     an_interrupted_deletion_finishes_when_run_again(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_an_abandoned_deletion_is_finished_by_the_reconciler() {
+    an_abandoned_deletion_is_finished_by_the_reconciler(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_abandoned_deletion_is_finished_by_the_reconciler() {
+    an_abandoned_deletion_is_finished_by_the_reconciler(Arc::new(facemake::testkit::dynamodb_store().await)).await;
 }

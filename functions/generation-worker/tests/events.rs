@@ -152,11 +152,12 @@ async fn a_record_that_keeps_failing_is_refunded_by_the_reconciler_at_the_deadli
 
     // The retries never succeed; the scheduled reconciler gives the credit back at the deadline.
     let schedule: Value = serde_json::from_str(&fixture("reconciler-schedule.json")).unwrap();
-    let worker = Arc::new(h.deps.worker());
-    assert_eq!(generation_reconciler::handle(worker.clone(), schedule.clone()).await.unwrap(), json!({"refunded": 0}));
+    let reconciler = Arc::new(generation_reconciler::State::new(&h.deps));
+    let run = |n: u64| json!({"refunded": n, "deletionsFinished": 0});
+    assert_eq!(generation_reconciler::handle(reconciler.clone(), schedule.clone()).await.unwrap(), run(0));
     h.clock.advance(h.deps.generation.deadline_secs);
-    assert_eq!(generation_reconciler::handle(worker.clone(), schedule.clone()).await.unwrap(), json!({"refunded": 1}));
-    assert_eq!(generation_reconciler::handle(worker, schedule).await.unwrap(), json!({"refunded": 0}));
+    assert_eq!(generation_reconciler::handle(reconciler.clone(), schedule.clone()).await.unwrap(), run(1));
+    assert_eq!(generation_reconciler::handle(reconciler, schedule).await.unwrap(), run(0));
     let g = h.deps.store.generation(&user, &id).await.unwrap().unwrap();
     assert_eq!((g.status, g.refunded), (GenerationStatus::Failed, true));
     assert_eq!(h.deps.store.balance(&user).await.unwrap(), 3);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facemake::ports::JobRef;
+use facemake::services::account::Account;
 use facemake::services::generation::{Dispatcher, Worker};
 use tokio::sync::mpsc;
 
@@ -27,8 +28,9 @@ impl Dispatcher for LocalQueue {
     }
 }
 
-/// Runs every job it receives (each in its own task, like concurrent Lambda invocations) and the reconciler.
-pub fn spawn(mut queue: mpsc::UnboundedReceiver<JobRef>, worker: Arc<Worker>) {
+/// Runs every job it receives (each in its own task, like concurrent Lambda invocations) and the reconciler
+/// (overdue generations, unfinished account deletions).
+pub fn spawn(mut queue: mpsc::UnboundedReceiver<JobRef>, worker: Arc<Worker>, account: Account) {
     let reconciler = worker.clone();
     tokio::spawn(async move {
         while let Some(job) = queue.recv().await {
@@ -46,6 +48,9 @@ pub fn spawn(mut queue: mpsc::UnboundedReceiver<JobRef>, worker: Arc<Worker>) {
             tick.tick().await;
             if let Err(e) = reconciler.reconcile().await {
                 tracing::error!(error = %e, "local reconciler failed");
+            }
+            if let Err(e) = account.finish_pending_deletions(10).await {
+                tracing::error!(error = %e, "finishing account deletions failed");
             }
         }
     });

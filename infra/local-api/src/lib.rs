@@ -145,7 +145,7 @@ impl LocalApi {
         };
         let mut worker = deps.worker();
         worker.retry = retry;
-        jobs::spawn(queue, Arc::new(worker));
+        jobs::spawn(queue, Arc::new(worker), deps.account());
         let router = send_code::router(Arc::new(send_code::State::new(&deps)))
             .merge(verify_code::router(Arc::new(verify_code::State::new(&deps))))
             .merge(account::router(Arc::new(account::State::new(&deps))))

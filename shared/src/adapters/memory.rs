@@ -31,8 +31,8 @@ struct MemPurchase {
 
 #[derive(Default, Debug)]
 struct Inner {
-    /// Tombstones of deleted accounts, by a hash of the id.
-    deleted: HashMap<String, UnixTime>,
+    /// Tombstones of deleted accounts, by a hash of the id; the id only while the deletion is unfinished.
+    deleted: HashMap<String, (UnixTime, Option<UserId>)>,
     otp: HashMap<String, OtpRecord>,
     rate: HashMap<(String, i64), u32>,
     users: HashMap<UserId, UserAccount>,
@@ -192,12 +192,23 @@ impl AccountStore for MemoryStore {
     }
 
     async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
-        self.lock().deleted.entry(deletion_key(id)).or_insert(now);
+        self.lock().deleted.entry(deletion_key(id)).or_insert((now, Some(id.clone())));
         Ok(())
     }
 
-    async fn deletion_finished(&self, _: &UserId, _: UnixTime) -> Result<(), PortError> {
+    async fn deletion_finished(&self, id: &UserId, _: UnixTime) -> Result<(), PortError> {
+        if let Some(tombstone) = self.lock().deleted.get_mut(&deletion_key(id)) {
+            tombstone.1 = None;
+        }
         Ok(())
+    }
+
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<UserId>, PortError> {
+        let inner = self.lock();
+        let mut pending: Vec<(UnixTime, UserId)> =
+            inner.deleted.values().filter_map(|(at, id)| id.clone().map(|id| (*at, id))).collect();
+        pending.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        Ok(pending.into_iter().take(limit).map(|(_, id)| id).collect())
     }
 
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
@@ -262,9 +273,10 @@ impl crate::ports::AccountEraser for MemoryStore {
     async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
         let mut inner = self.lock();
         if let Some(e164) = phone {
-            inner.otp.remove(e164);
-            if inner.phones.get(e164) == Some(user) {
+            // Only while the number is still this user's (or nobody's): a new account's code record stays.
+            if inner.phones.get(e164).is_none_or(|owner| owner == user) {
                 inner.phones.remove(e164);
+                inner.otp.remove(e164);
             }
         }
         inner.users.remove(user);

@@ -207,6 +207,10 @@ impl From<SignInError> for ApiError {
             SignInError::RateLimited { retry_after_secs } => {
                 Self::rate_limited(retry_after_secs, "Too many attempts from this network. Please wait and try again.")
             }
+            SignInError::AccountBeingDeleted => Self::new(
+                ErrorCode::Conflict,
+                "This account is being deleted. Try again in a few minutes to start a new one.",
+            ),
             SignInError::Port(p) => p.into(),
             SignInError::Crypto(c) => Self::internal(&c),
             SignInError::Token(t) => Self::internal(&t),

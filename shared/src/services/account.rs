@@ -58,4 +58,21 @@ impl Account {
         self.accounts.deletion_finished(user, now).await?;
         Ok(erased)
     }
+
+    /// Finishes deletions that started but were interrupted and never retried (run by the reconciler).
+    /// Returns how many finished; one that fails again is logged and left for the next run.
+    pub async fn finish_pending_deletions(&self, limit: usize) -> Result<usize, PortError> {
+        let mut finished = 0;
+        for user in self.accounts.pending_deletions(limit).await? {
+            match self.delete(&user).await {
+                Ok(_) => finished += 1,
+                Err(e) => tracing::error!(
+                    user = crate::telemetry::user_ref(&user),
+                    error = %e,
+                    "finishing an interrupted account deletion failed"
+                ),
+            }
+        }
+        Ok(finished)
+    }
 }

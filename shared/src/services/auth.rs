@@ -160,6 +160,9 @@ pub enum SignInError {
     TooManyAttempts,
     #[error("too many verifications from this address; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The number belongs to an account whose deletion has not finished yet (the reconciler finishes it).
+    #[error("the account is being deleted")]
+    AccountBeingDeleted,
     #[error(transparent)]
     Port(#[from] PortError),
     #[error(transparent)]
@@ -266,10 +269,18 @@ impl SignIn {
         }
         let (user, is_new_user, refresh_token) = match existing? {
             Some(id) => {
-                // Returning user: the session is stored while the profile is read.
+                // Returning user: the session is stored while the profile and the deletion mark are read (a
+                // session stored for an account being deleted goes when its deletion finishes).
                 let (refresh_token, record) = self.new_family(&id, now)?;
-                let (user, stored) = tokio::join!(self.existing_user(&id), self.sessions.create_session(&record));
+                let (user, stored, deleted) = tokio::join!(
+                    self.existing_user(&id),
+                    self.sessions.create_session(&record),
+                    self.accounts.is_deleted(&id)
+                );
                 stored?;
+                if deleted? {
+                    return Err(SignInError::AccountBeingDeleted);
+                }
                 (user?, false, refresh_token)
             }
             None => {

@@ -247,7 +247,10 @@ impl AccountStore for DynamoStore {
         let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
         let mut item = key(deleted_pk, "DELETED");
         item.insert("deletedAt".to_owned(), n(now));
-        // No ttl yet: an unfinished deletion keeps blocking the account's writes until a re-run finishes it.
+        // While unfinished, the tombstone names the account (in the sparse PendingDeletions index) so the
+        // reconciler can finish it; no ttl yet: it keeps blocking the account's writes until then.
+        item.insert("userId".to_owned(), s(id.as_str()));
+        item.insert("pendingDeletion".to_owned(), s("PENDING"));
         let result = self
             .client
             .put_item()
@@ -271,13 +274,33 @@ impl AccountStore for DynamoStore {
             .table_name(&self.tables.users)
             .set_key(Some(key(deleted_pk, "DELETED")))
             // Long past any access token's life (15 minutes) and any retry of the app's call.
-            .update_expression("SET #ttl = :ttl")
+            .update_expression("SET #ttl = :ttl REMOVE userId, pendingDeletion")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":ttl", n(now + TOMBSTONE_TTL_SECS))
             .send()
             .await
             .map_err(|e| sdk_error("users", e))?;
         Ok(())
+    }
+
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<UserId>, PortError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.users)
+            .index_name("PendingDeletions")
+            .key_condition_expression("pendingDeletion = :pending")
+            .expression_attribute_values(":pending", s("PENDING"))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error("users", e))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mut item| item.remove("userId")?.as_s().ok().and_then(|id| UserId::parse(id).ok()))
+            .collect())
     }
 
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {

@@ -356,6 +356,7 @@ impl CreditsStore for DynamoStore {
                         Ok(vec![
                             self.purchase_transition(
                                 transaction_id,
+                                &user,
                                 PurchaseState::Credited,
                                 PurchaseState::Refunded,
                                 take,
@@ -412,6 +413,7 @@ impl CreditsStore for DynamoStore {
                         Ok(vec![
                             self.purchase_transition(
                                 transaction_id,
+                                &user,
                                 PurchaseState::Refunded,
                                 PurchaseState::Credited,
                                 0,
@@ -482,6 +484,28 @@ impl CreditsStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Takes the whole balance, whatever it is when the change commits, with an `adjustment` entry
+    /// (`account-deleted`): the first step of anonymising a deleted account's credits.
+    pub(super) async fn forfeit(&self, user: &UserId, now: UnixTime) -> Result<(), PortError> {
+        self.change_balance(
+            user,
+            now,
+            |_| Ok(vec![]),
+            |balance| match balance {
+                Some(b) if b > 0 => {
+                    let amount = -i64::try_from(b).unwrap_or(i64::MAX);
+                    let entry = LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now);
+                    Decision::Apply { entry, then: () }
+                }
+                _ => Decision::Stop(()),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// A refund or reversal decision never stops; reaching this is a bug.
 fn unreachable_stop() -> Result<(), PortError> {
     Err(PortError::internal("credits", "refund decision stopped unexpectedly"))
@@ -489,10 +513,12 @@ fn unreachable_stop() -> Result<(), PortError> {
 
 impl DynamoStore {
     /// Moves a purchase record from `from` to `to` (recording what a refund took), on the condition that it
-    /// is still in `from`.
+    /// is still in `from` and still belongs to `owner` (account deletion re-keys purchases to an anonymous id:
+    /// a refund that read the old owner retries and applies to the new one).
     fn purchase_transition(
         &self,
         transaction_id: &str,
+        owner: &UserId,
         from: PurchaseState,
         to: PurchaseState,
         refunded_credits: u64,
@@ -502,8 +528,9 @@ impl DynamoStore {
             .table_name(&self.tables.credits)
             .set_key(Some(key(purchase_pk(transaction_id), "TXN")))
             .update_expression("SET #state = :to, refundedCredits = :taken")
-            .condition_expression("#state = :from")
+            .condition_expression("#state = :from AND userId = :owner")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":from", s(state(from)))
             .expression_attribute_values(":to", s(state(to)))
             .expression_attribute_values(":taken", n(refunded_credits))

@@ -7,7 +7,7 @@ use super::accounts::{phone_pk, user_pk, LedgerItem, PHONE, PROFILE};
 use super::codes::{otp_pk, OTP_SK};
 use super::{key, s, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
-use crate::ports::{AccountEraser, AdjustOutcome, CreditsStore, LedgerReader, PortError};
+use crate::ports::{AccountEraser, LedgerReader, PortError};
 
 /// Ledger entries moved per transaction (two actions each; a transaction takes at most 100).
 const MOVE_CHUNK: usize = 50;
@@ -100,30 +100,102 @@ impl AccountEraser for DynamoStore {
     }
 
     async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError> {
-        // 1. Forfeit what is left, through the same conditional change as every balance change.
-        let balance = self.balance(user).await?;
-        if balance > 0 {
-            let amount = -i64::try_from(balance).map_err(|e| PortError::internal("erasure", e))?;
-            match self.adjust(user, amount, "account-deleted", now).await? {
-                AdjustOutcome::Applied { .. } | AdjustOutcome::NoSuchUser => {}
-                // The balance changed under us (a refund landing): the re-run forfeits the rest.
-                AdjustOutcome::Insufficient { .. } => {
-                    return Err(PortError::unavailable("erasure", "balance changed during deletion; run again"))
-                }
-            }
-        }
-        // 2. The whole ledger, oldest last.
-        let mut entries: Vec<LedgerEntry> = Vec::new();
-        let mut before: Option<String> = None;
+        // 1. Purchases first: from now on a refund or reversal of one applies to the anonymous ledger (their
+        //    transition is conditioned on the owner), so nothing new lands on this user's balance.
+        self.rekey_purchases(&self.whole_ledger(user).await?, user, anon).await?;
+        // 2. Forfeit whatever the balance is when the change commits (conditioned on it, with its entry).
+        self.forfeit(user, now).await?;
+        // 3. Move each entry: put it under the anonymous id and delete it here, in one transaction per chunk;
+        //    again until none is left (an entry that landed while moving is moved too).
         loop {
-            let page = self.ledger_page(user, 500, before.as_deref()).await?;
-            before = page.entries.last().map(|e| e.id.clone());
-            entries.extend(page.entries);
-            if !page.more {
+            let entries = self.whole_ledger(user).await?;
+            if entries.is_empty() {
                 break;
             }
+            // A purchase that passed the guard just before the deletion began may have landed since step 1.
+            self.rekey_purchases(&entries, user, anon).await?;
+            for chunk in entries.chunks(MOVE_CHUNK) {
+                let mut items = Vec::with_capacity(chunk.len() * 2);
+                for entry in chunk {
+                    let moved = LedgerItem::new(anon, entry);
+                    let put = Put::builder()
+                        .table_name(&self.tables.credits)
+                        .set_item(Some(to_item("erasure", &moved)?))
+                        .build()
+                        .map_err(|e| PortError::internal("erasure", e))?;
+                    let delete = Delete::builder()
+                        .table_name(&self.tables.credits)
+                        .set_key(Some(key(user_pk(user), format!("LEDGER#{}", entry.id))))
+                        .build()
+                        .map_err(|e| PortError::internal("erasure", e))?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("erasure", e))?;
+            }
         }
-        // 3. Purchases now belong to the anonymous id (a later App Store refund still applies to its ledger).
+        // 4. The balance, only at zero: anything else is credit without a ledger entry yet; a re-run forfeits it.
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.credits)
+            .set_key(Some(key(user_pk(user), "BALANCE")))
+            .condition_expression("attribute_not_exists(pk) OR balance = :zero")
+            .expression_attribute_values(":zero", aws_sdk_dynamodb::types::AttributeValue::N("0".to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Err(PortError::unavailable("erasure", "the balance changed during deletion; run it again"))
+            }
+            Err(e) => Err(sdk_error("erasure", e)),
+        }
+    }
+
+    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+        // One transaction: the number's code record and index go only while the index is this user's (or gone,
+        // on a re-run), and the profile with them, so no run can leave a profile nothing leads to.
+        let mut items = Vec::new();
+        if let Some(e164) = phone {
+            let otp = Delete::builder()
+                .table_name(&self.tables.codes)
+                .set_key(Some(key(otp_pk(e164), OTP_SK)))
+                .build()
+                .map_err(|e| PortError::internal("erasure", e))?;
+            let index = Delete::builder()
+                .table_name(&self.tables.users)
+                .set_key(Some(key(phone_pk(e164), PHONE)))
+                .condition_expression("attribute_not_exists(pk) OR userId = :user")
+                .expression_attribute_values(":user", s(user.as_str()))
+                .build()
+                .map_err(|e| PortError::internal("erasure", e))?;
+            items.push(TransactWriteItem::builder().delete(index).build());
+            items.push(TransactWriteItem::builder().delete(otp).build());
+        }
+        let profile = Delete::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(user_pk(user), PROFILE)))
+            .build()
+            .map_err(|e| PortError::internal("erasure", e))?;
+        items.push(TransactWriteItem::builder().delete(profile).build());
+        match self.transact_once(items).await? {
+            None => Ok(()),
+            // The number already belongs to a new account (a re-run long after): leave its index and code
+            // record alone, delete only what is ours.
+            Some(_) => self.delete_one(&self.tables.users, user_pk(user), PROFILE, None).await,
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Re-keys the App Store purchases among `entries` from `user` to `anon` (already re-keyed ones are left).
+    async fn rekey_purchases(&self, entries: &[LedgerEntry], user: &UserId, anon: &UserId) -> Result<(), PortError> {
         for e in entries.iter().filter(|e| e.kind == LedgerKind::Purchase) {
             let result = self
                 .client
@@ -142,42 +214,21 @@ impl AccountEraser for DynamoStore {
                 Err(e) => return Err(sdk_error("erasure", e)),
             }
         }
-        // 4. Move each entry: put it under the anonymous id and delete it here, in one transaction per chunk.
-        for chunk in entries.chunks(MOVE_CHUNK) {
-            let mut items = Vec::with_capacity(chunk.len() * 2);
-            for entry in chunk {
-                let moved = LedgerItem::new(anon, entry);
-                let put = Put::builder()
-                    .table_name(&self.tables.credits)
-                    .set_item(Some(to_item("erasure", &moved)?))
-                    .build()
-                    .map_err(|e| PortError::internal("erasure", e))?;
-                let delete = Delete::builder()
-                    .table_name(&self.tables.credits)
-                    .set_key(Some(key(user_pk(user), format!("LEDGER#{}", entry.id))))
-                    .build()
-                    .map_err(|e| PortError::internal("erasure", e))?;
-                items.push(TransactWriteItem::builder().put(put).build());
-                items.push(TransactWriteItem::builder().delete(delete).build());
-            }
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-                .map_err(|e| sdk_error("erasure", e))?;
-        }
-        // 5. The balance, now zero.
-        self.delete_one(&self.tables.credits, user_pk(user), "BALANCE", None).await
+        Ok(())
     }
 
-    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
-        if let Some(e164) = phone {
-            self.delete_one(&self.tables.codes, otp_pk(e164), OTP_SK, None).await?;
-            let mine = Some(("userId = :user", user.as_str()));
-            self.delete_one(&self.tables.users, phone_pk(e164), PHONE, mine).await?;
+    /// The user's whole ledger.
+    async fn whole_ledger(&self, user: &UserId) -> Result<Vec<LedgerEntry>, PortError> {
+        let mut entries: Vec<LedgerEntry> = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.ledger_page(user, 500, before.as_deref()).await?;
+            before = page.entries.last().map(|e| e.id.clone());
+            entries.extend(page.entries);
+            if !page.more {
+                return Ok(entries);
+            }
         }
-        self.delete_one(&self.tables.users, user_pk(user), PROFILE, None).await
     }
 }
 
