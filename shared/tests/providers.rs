@@ -635,42 +635,7 @@ async fn replicate_bad_token_is_configuration_without_the_token() {
 
 #[tokio::test]
 async fn replicate_gives_up_at_the_deadline_and_cancels_the_prediction() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &server,
-            "p6",
-            "starting",
-            json!(null),
-            json!(null),
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/p6"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &server,
-            "p6",
-            "processing",
-            json!(null),
-            json!(null),
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/predictions/p6/cancel"))
-        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &server,
-            "p6",
-            "canceled",
-            json!(null),
-            json!(null),
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = stuck_prediction("p6").await;
     let adapter = replicate(&server).with_deadline(Duration::from_millis(300));
     let err = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
         .await
@@ -681,42 +646,7 @@ async fn replicate_gives_up_at_the_deadline_and_cancels_the_prediction() {
 
 #[tokio::test]
 async fn replicate_cancels_before_the_workers_budget_runs_out() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &server,
-            "p7",
-            "starting",
-            json!(null),
-            json!(null),
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/p7"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &server,
-            "p7",
-            "processing",
-            json!(null),
-            json!(null),
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/predictions/p7/cancel"))
-        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &server,
-            "p7",
-            "canceled",
-            json!(null),
-            json!(null),
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = stuck_prediction("p7").await;
     // The adapter's own deadline is far away; the worker has only 6 s left, so it stops at 1 s (6 s less
     // the margin the cancel call needs), asks Replicate to wait at most 1 s, and cancels.
     let adapter = replicate(&server);
@@ -747,4 +677,28 @@ async fn replicate_without_a_photo_url_or_token_is_configuration() {
     let no_token = ReplicatePredictions::new(server.uri(), ProviderCredentials::fixed(ProviderKeys::default()));
     let err = render(&no_token, &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
     assert_eq!(refusal(&err), Some(RefusalKind::Configuration));
+}
+
+/// A Replicate mock whose prediction `id` never leaves `processing`, and which expects exactly one cancel.
+async fn stuck_prediction(id: &str) -> MockServer {
+    let server = MockServer::start().await;
+    let answer = |status: &str| prediction(&server, id, status, json!(null), json!(null));
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(answer("starting")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/predictions/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("processing")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/predictions/{id}/cancel")))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("canceled")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    server
 }

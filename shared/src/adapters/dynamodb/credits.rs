@@ -217,29 +217,20 @@ impl DynamoStore {
 #[async_trait]
 impl LedgerReader for DynamoStore {
     async fn ledger_page(&self, id: &UserId, limit: usize, before: Option<&str>) -> Result<LedgerPage, PortError> {
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.tables.credits)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
-            .expression_attribute_values(":pk", s(user_pk(id)))
-            .expression_attribute_values(":ledger", s("LEDGER#"))
-            .scan_index_forward(false)
-            // One more than asked tells whether another page exists.
-            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
-            .consistent_read(true);
-        if let Some(before) = before {
-            query = query.set_exclusive_start_key(Some(key(user_pk(id), format!("LEDGER#{before}"))));
-        }
-        let out = query.send().await.map_err(|e| sdk_error("credits", e))?;
-        let mut entries = out
-            .items
-            .unwrap_or_default()
+        let (items, more) = self
+            .newest_first_page(
+                "credits",
+                &self.tables.credits,
+                user_pk(id),
+                "LEDGER#",
+                limit,
+                before.map(|b| format!("LEDGER#{b}")),
+            )
+            .await?;
+        let entries = items
             .into_iter()
             .map(|i| from_item::<LedgerItem>("credits", i).map(|l| l.entry))
             .collect::<Result<Vec<_>, _>>()?;
-        let more = entries.len() > limit;
-        entries.truncate(limit);
         Ok(LedgerPage { entries, more })
     }
 }
@@ -549,22 +540,13 @@ impl DynamoStore {
 
     /// One transaction of conditional puts: `None` when written, `Some(i)` when item `i`'s condition failed.
     pub(super) async fn transact_once(&self, items: Vec<TransactWriteItem>) -> Result<Option<usize>, PortError> {
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        let err = match result {
-            Ok(_) => return Ok(None),
-            Err(e) if e.as_service_error().is_none() => return Err(sdk_error("credits", e)),
-            Err(e) => e.into_service_error(),
-        };
-        match err {
-            TransactWriteItemsError::TransactionCanceledException(c) => {
-                let codes = cancellation_codes(c.cancellation_reasons());
-                codes
-                    .iter()
-                    .position(|c| *c == Some("ConditionalCheckFailed"))
-                    .map(Some)
-                    .ok_or_else(|| PortError::unavailable("credits", format!("write cancelled: {codes:?}")))
-            }
-            other => Err(PortError::internal("credits", super::service_error_text(&other))),
+        match self.transact("credits", items).await? {
+            None => Ok(None),
+            Some(codes) => codes
+                .iter()
+                .position(|c| c.as_deref() == Some("ConditionalCheckFailed"))
+                .map(Some)
+                .ok_or_else(|| PortError::unavailable("credits", format!("write cancelled: {codes:?}"))),
         }
     }
 }

@@ -114,24 +114,6 @@ impl DynamoStore {
             .map_err(|e| sdk_error(WHAT, e))?;
         Ok(out.item.map(|i| from_item::<GenerationItem>(WHAT, i)).transpose()?.map(|g| g.generation))
     }
-
-    /// Sends `items` as one transaction: `Ok(None)` when written, `Ok(Some(codes))` when cancelled.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<Option<String>>>, PortError> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(None),
-            Err(e) if e.as_service_error().is_none() => Err(sdk_error(WHAT, e)),
-            Err(e) => match e.into_service_error() {
-                E::TransactionCanceledException(c) => Ok(Some(
-                    super::cancellation_codes(c.cancellation_reasons())
-                        .into_iter()
-                        .map(|c| c.map(str::to_owned))
-                        .collect(),
-                )),
-                other => Err(PortError::internal(WHAT, super::service_error_text(&other))),
-            },
-        }
-    }
 }
 
 #[async_trait]
@@ -231,28 +213,13 @@ impl GenerationStore for DynamoStore {
         limit: usize,
         before: Option<&str>,
     ) -> Result<GenerationPage, PortError> {
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.tables.generations)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :gen)")
-            .expression_attribute_values(":pk", s(user_pk(user)))
-            .expression_attribute_values(":gen", s("GEN#"))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
-            .consistent_read(true);
-        if let Some(before) = before {
-            query = query.set_exclusive_start_key(Some(key(user_pk(user), generation_sk(before))));
-        }
-        let out = query.send().await.map_err(|e| sdk_error(WHAT, e))?;
-        let mut items = out
-            .items
-            .unwrap_or_default()
+        let (items, more) = self
+            .newest_first_page(WHAT, &self.tables.generations, user_pk(user), "GEN#", limit, before.map(generation_sk))
+            .await?;
+        let items = items
             .into_iter()
             .map(|i| from_item::<GenerationItem>(WHAT, i).map(|g| g.generation))
             .collect::<Result<Vec<_>, _>>()?;
-        let more = items.len() > limit;
-        items.truncate(limit);
         Ok(GenerationPage { items, more })
     }
 
@@ -383,7 +350,7 @@ impl GenerationStore for DynamoStore {
                     .build(),
             )?;
             let items = vec![TransactWriteItem::builder().update(update).build(), self.release_slot(&job.user_id)?];
-            match self.transact(items).await? {
+            match self.transact(WHAT, items).await? {
                 None => return Ok(Written::Yes),
                 Some(codes) if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") => {
                     return Ok(Written::Conflict)

@@ -119,3 +119,56 @@ pub(crate) fn to_item<T: serde::Serialize>(what: &'static str, value: &T) -> Res
 pub(crate) fn cancellation_codes(reasons: &[CancellationReason]) -> Vec<Option<&str>> {
     reasons.iter().map(|r| r.code()).collect()
 }
+
+impl DynamoStore {
+    /// One page of the items of partition `pk` whose sort key starts with `prefix`, newest (highest sort key)
+    /// first, strictly before `before_sk`; and whether more exist (one more than asked is read to know).
+    pub(crate) async fn newest_first_page(
+        &self,
+        what: &'static str,
+        table: &str,
+        pk: String,
+        prefix: &str,
+        limit: usize,
+        before_sk: Option<String>,
+    ) -> Result<(Vec<Item>, bool), PortError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":prefix", s(prefix))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
+            .consistent_read(true);
+        if let Some(before) = before_sk {
+            query = query.set_exclusive_start_key(Some(key(pk, before)));
+        }
+        let out = query.send().await.map_err(|e| sdk_error(what, e))?;
+        let mut items = out.items.unwrap_or_default();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, more))
+    }
+
+    /// Sends `items` as one transaction: `Ok(None)` when written, `Ok(Some(codes))` (each item's cancellation
+    /// reason, in order) when cancelled.
+    pub(crate) async fn transact(
+        &self,
+        what: &'static str,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<Option<Vec<Option<String>>>, PortError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(None),
+            Err(e) if e.as_service_error().is_none() => Err(sdk_error(what, e)),
+            Err(e) => match e.into_service_error() {
+                E::TransactionCanceledException(c) => Ok(Some(
+                    cancellation_codes(c.cancellation_reasons()).into_iter().map(|c| c.map(str::to_owned)).collect(),
+                )),
+                other => Err(PortError::internal(what, service_error_text(&other))),
+            },
+        }
+    }
+}
