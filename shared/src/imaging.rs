@@ -66,8 +66,8 @@ impl ImageError {
     /// One sentence for the app's user, without internals.
     pub fn user_reason(&self) -> String {
         match self {
-            Self::NotAnImage => "The uploaded file is not a photo (JPEG, PNG or WebP).",
-            Self::UnsupportedFormat(_) => "This photo format is not supported. Please use a JPEG, PNG or WebP photo.",
+            Self::NotAnImage => "The uploaded file is not a photo (JPEG or PNG).",
+            Self::UnsupportedFormat(_) => "This photo format is not supported. Please use a JPEG or PNG photo.",
             Self::TooManyPixels { .. } => "The photo's resolution is too high. Please use a smaller photo.",
             Self::TooLarge { .. } => "The photo file is too large. Please use a smaller photo.",
             Self::Corrupt(_) => "The photo could not be read. It may be damaged or incompletely uploaded.",
@@ -439,7 +439,7 @@ mod tests {
         let noise: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         assert_eq!(prepare(&noise, &PrepareLimits::default()), Err(ImageError::NotAnImage));
         assert_eq!(prepare(b"", &PrepareLimits::default()), Err(ImageError::NotAnImage));
-        assert_eq!(ImageError::NotAnImage.user_reason(), "The uploaded file is not a photo (JPEG, PNG or WebP).");
+        assert_eq!(ImageError::NotAnImage.user_reason(), "The uploaded file is not a photo (JPEG or PNG).");
     }
 
     #[test]

@@ -459,6 +459,20 @@ pub enum DeleteOutcome {
     InFlight,
 }
 
+/// A page of overdue jobs; `next` is where the following page starts (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverduePage {
+    pub jobs: Vec<JobRef>,
+    pub next: Option<OverdueCursor>,
+}
+
+/// The last job of a page of overdue jobs, in the order they are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueCursor {
+    pub deadline: UnixTime,
+    pub job: JobRef,
+}
+
 /// A stuck job the reconciler should look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRef {
@@ -485,12 +499,14 @@ pub trait GenerationStore: Send + Sync {
     ) -> Result<GenerationPage, PortError>;
     /// Deletes a finished generation's record.
     async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError>;
-    /// Takes the job for a worker: queued, or processing under a claim that ran out; never past its deadline
-    /// (the reconciler fails and refunds those).
+    /// Takes the job for a worker: queued, or processing under a claim that ran out or that was taken for
+    /// the same `delivery` (a redelivery after a crash); never past its deadline (the reconciler fails and
+    /// refunds those).
     async fn claim(
         &self,
         job: &JobRef,
         token: &str,
+        delivery: Option<&str>,
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError>;
@@ -515,8 +531,14 @@ pub trait GenerationStore: Send + Sync {
         reason: &str,
         now: UnixTime,
     ) -> Result<FailOutcome, PortError>;
-    /// Jobs still queued or processing whose deadline is at or before `now`, oldest deadline first.
-    async fn overdue(&self, now: UnixTime, limit: usize) -> Result<Vec<JobRef>, PortError>;
+    /// At most `limit` jobs still queued or processing whose deadline is at or before `now`, oldest deadline
+    /// first, continuing after `after` (the previous page's `next`).
+    async fn overdue(
+        &self,
+        now: UnixTime,
+        limit: usize,
+        after: Option<&OverdueCursor>,
+    ) -> Result<OverduePage, PortError>;
 }
 
 /// A presigned upload: the app sends exactly these headers with a PUT of the photo to `url`.

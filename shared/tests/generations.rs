@@ -35,8 +35,11 @@ facemake::store_contract!(
     a_worker_killed_mid_job_is_refunded_by_the_reconciler,
     a_redelivered_job_is_processed_once,
     an_expired_claim_is_taken_over_and_the_old_worker_cannot_finish,
+    a_redelivery_of_the_same_record_takes_over_the_claim_of_a_crashed_worker,
+    a_provider_that_fetches_its_input_gets_a_url_of_the_prepared_photo,
     concurrent_failures_of_one_job_refund_once,
     the_reconciler_leaves_a_live_claim_alone_and_a_late_job_is_not_started,
+    the_reconciler_pages_past_a_full_page_of_jobs_it_cannot_refund_yet,
     generations_page_newest_first_and_delete_removes_images,
 );
 
@@ -361,7 +364,7 @@ async fn a_worker_killed_mid_job_is_refunded_by_the_reconciler(store: Arc<dyn St
     let queued = w.start(&user, "k2", &upload).await.unwrap();
     // A worker claims the first job and dies: no completion ever comes. The second is never picked up.
     let now = w.h.clock_now();
-    let claimed = w.store.claim(&job(&started), "dead-worker", now + 330, now).await.unwrap();
+    let claimed = w.store.claim(&job(&started), "dead-worker", None, now + 330, now).await.unwrap();
     assert!(matches!(claimed, ClaimOutcome::Claimed(_)));
     assert_eq!(w.worker.reconcile().await.unwrap(), 0, "nothing is overdue yet");
     w.h.clock.advance(w.h.deps.generation.deadline_secs);
@@ -409,7 +412,7 @@ async fn an_expired_claim_is_taken_over_and_the_old_worker_cannot_finish(store: 
     let upload = w.upload(&user, photo()).await;
     let started = w.start(&user, "k", &upload).await.unwrap();
     let now = w.h.clock_now();
-    w.store.claim(&job(&started), "slow-worker", now + 10, now).await.unwrap();
+    w.store.claim(&job(&started), "slow-worker", None, now + 10, now).await.unwrap();
     // While the claim holds, a redelivery leaves the job alone.
     assert_eq!(w.worker.process(&job(&started)).await.unwrap(), JobResult::Skipped);
     w.h.clock.advance(11);
@@ -422,13 +425,86 @@ async fn an_expired_claim_is_taken_over_and_the_old_worker_cannot_finish(store: 
     w.checked_ledger(&user).await;
 }
 
+async fn a_redelivery_of_the_same_record_takes_over_the_claim_of_a_crashed_worker(store: Arc<dyn Store>) {
+    let w = world(store, 3, vec![]).await;
+    let user = w.user(3).await;
+    let upload = w.upload(&user, photo()).await;
+    let started = w.start(&user, "k", &upload).await.unwrap();
+    let now = w.h.clock_now();
+    // The invocation that got stream record evt-1 claimed the job and was killed (a timeout, a crash).
+    let claimed = w.store.claim(&job(&started), "crashed-worker", Some("evt-1"), now + 330, now).await.unwrap();
+    assert!(matches!(claimed, ClaimOutcome::Claimed(_)));
+    // Another record naming the job (a duplicate) must not take a live claim...
+    assert_eq!(w.worker.process_delivery(&job(&started), Some("evt-2")).await.unwrap(), JobResult::Skipped);
+    // ...but Lambda's retry of evt-1 comes only after that invocation ended, so it takes the job at once.
+    let done = w.worker.process_delivery(&job(&started), Some("evt-1")).await.unwrap();
+    assert!(matches!(done, JobResult::Succeeded { .. }), "{done:?}");
+    let g = w.store.generation(&user, &started.generation.id).await.unwrap().unwrap();
+    assert_eq!((g.status, g.attempts, g.refunded), (GenerationStatus::Succeeded, 2, false));
+    // The crashed worker's claim is void, and a further retry of evt-1 finds the job finished.
+    let late = w.store.succeed(&job(&started), "crashed-worker", "outputs/x.png", Default::default(), now).await;
+    assert_eq!(late.unwrap(), Written::Conflict);
+    assert_eq!(w.worker.process_delivery(&job(&started), Some("evt-1")).await.unwrap(), JobResult::Skipped);
+    assert_eq!(w.provider.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(w.balance(&user).await, 2, "charged once, nothing refunded");
+    w.checked_ledger(&user).await;
+}
+
+/// A provider that fetches its input by URL (as Replicate does): it records what the worker stored there.
+struct FetchesByUrl {
+    objects: Arc<facemake::adapters::objects::MemoryObjects>,
+    seen: Mutex<Vec<(String, Option<Vec<u8>>)>>,
+}
+
+#[async_trait]
+impl ImageProvider for FetchesByUrl {
+    fn needs_image_url(&self) -> bool {
+        true
+    }
+    async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
+        let url = request.image_url.expect("a provider that fetches by URL gets one").to_owned();
+        // The object behind the URL, read the way the provider's GET would find it.
+        let key = self.objects.keys().into_iter().find(|k| k.starts_with("work/") && url.contains(k.as_str()));
+        let bytes = match key {
+            Some(k) => self.objects.get(&k, u64::MAX).await.unwrap(),
+            None => None,
+        };
+        self.seen.lock().unwrap().push((url, bytes));
+        Ok(png())
+    }
+}
+
+async fn a_provider_that_fetches_its_input_gets_a_url_of_the_prepared_photo(store: Arc<dyn Store>) {
+    let mut w = world(store, 3, vec![]).await;
+    let provider = Arc::new(FetchesByUrl { objects: w.h.objects.clone(), seen: Mutex::new(Vec::new()) });
+    w.worker.providers = Providers::all(provider.clone());
+    let user = w.user(2).await;
+    let upload = w.upload(&user, photo()).await;
+    let started = w.start(&user, "k", &upload).await.unwrap();
+    assert!(matches!(w.worker.process(&job(&started)).await.unwrap(), JobResult::Succeeded { .. }));
+    let seen = provider.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (url, bytes) = &seen[0];
+    let work_key = object_keys::work(&user, &started.generation.id);
+    assert!(url.contains(&work_key), "the URL names the prepared photo: {url}");
+    let bytes = bytes.as_ref().expect("the prepared photo was stored before the provider was called");
+    assert_eq!(image::guess_format(bytes).unwrap(), image::ImageFormat::Jpeg);
+    let prepared = image::load_from_memory(bytes).unwrap();
+    assert_eq!((prepared.width(), prepared.height()), (64, 48));
+    // Once the job is done the prepared photo is gone; the output stays.
+    let keys = w.h.objects.keys();
+    assert!(!keys.contains(&work_key), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with(&format!("outputs/{user}/"))), "{keys:?}");
+    assert_eq!(w.balance(&user).await, 1);
+}
+
 async fn concurrent_failures_of_one_job_refund_once(store: Arc<dyn Store>) {
     let w = Arc::new(world(store, 3, vec![]).await);
     let user = w.user(4).await;
     let upload = w.upload(&user, photo()).await;
     let started = w.start(&user, "k", &upload).await.unwrap();
     let now = w.h.clock_now();
-    w.store.claim(&job(&started), "worker", now + 330, now).await.unwrap();
+    w.store.claim(&job(&started), "worker", None, now + 330, now).await.unwrap();
     // The worker failing it and several reconciler runs, all at once.
     let tasks: Vec<_> = (0..12)
         .map(|i| {
@@ -478,8 +554,12 @@ async fn generations_page_newest_first_and_delete_removes_images(store: Arc<dyn 
     assert!(w.h.objects.keys().contains(&output_key));
     let other = w.user(1).await;
     assert_eq!(w.generations.delete(&other, &ids[0]).await.unwrap(), facemake::ports::DeleteOutcome::NotFound);
+    let upload_key = object_keys::upload(&user, &upload);
+    assert!(w.h.objects.keys().contains(&upload_key));
     assert!(matches!(w.generations.delete(&user, &ids[0]).await.unwrap(), facemake::ports::DeleteOutcome::Deleted(_)));
-    assert!(!w.h.objects.keys().contains(&output_key));
+    let keys = w.h.objects.keys();
+    assert!(!keys.contains(&output_key), "{keys:?}");
+    assert!(!keys.contains(&upload_key), "the user's photo goes with the generation: {keys:?}");
     assert!(w.store.generation(&user, &ids[0]).await.unwrap().is_none());
     assert_eq!(w.generations.delete(&user, &ids[0]).await.unwrap(), facemake::ports::DeleteOutcome::NotFound);
 }
@@ -521,7 +601,7 @@ async fn the_reconciler_leaves_a_live_claim_alone_and_a_late_job_is_not_started(
     let deadline = w.h.deps.generation.deadline_secs;
     // A worker picked the first job up shortly before its deadline; its claim runs past it.
     w.h.clock.advance(deadline - 60);
-    w.store.claim(&job(&working), "busy-worker", now + deadline + 270, now + deadline - 60).await.unwrap();
+    w.store.claim(&job(&working), "busy-worker", None, now + deadline + 270, now + deadline - 60).await.unwrap();
     w.h.clock.advance(60);
     // The second job is still queued at its deadline (the stream fell behind): the reconciler refunds it and
     // a worker that gets to it now does not start paid work the user has been refunded for.
@@ -534,5 +614,38 @@ async fn the_reconciler_leaves_a_live_claim_alone_and_a_late_job_is_not_started(
     w.h.clock.advance(270);
     assert_eq!(w.worker.reconcile().await.unwrap(), 1);
     assert_eq!(w.balance(&user).await, 3);
+    w.checked_ledger(&user).await;
+}
+
+async fn the_reconciler_pages_past_a_full_page_of_jobs_it_cannot_refund_yet(store: Arc<dyn Store>) {
+    let w = world(store, 1000, vec![]).await;
+    let user = w.user(105).await;
+    let upload = w.upload(&user, photo()).await;
+    // 100 jobs (one reconciler page) with the earliest deadlines, each then held by a live claim that runs
+    // past its deadline; five more jobs behind them that nobody picked up.
+    let mut held = Vec::new();
+    for i in 0..100 {
+        held.push(w.start(&user, &format!("held{i}"), &upload).await.unwrap());
+        w.h.clock.advance(1);
+    }
+    let mut stuck = Vec::new();
+    for i in 0..5 {
+        stuck.push(w.start(&user, &format!("stuck{i}"), &upload).await.unwrap());
+    }
+    let now = w.h.clock_now();
+    let deadline = w.h.deps.generation.deadline_secs;
+    for s in &held {
+        let claimed = w.store.claim(&job(s), "busy", None, now + deadline + 600, now).await.unwrap();
+        assert!(matches!(claimed, ClaimOutcome::Claimed(_)));
+    }
+    w.h.clock.advance(deadline);
+    assert_eq!(w.worker.reconcile().await.unwrap(), 5, "the jobs behind a page of live claims are refunded");
+    for s in &stuck {
+        let g = w.store.generation(&user, &s.generation.id).await.unwrap().unwrap();
+        assert_eq!((g.status, g.refunded), (GenerationStatus::Failed, true));
+    }
+    let g = w.store.generation(&user, &held[0].generation.id).await.unwrap().unwrap();
+    assert_eq!(g.status, GenerationStatus::Processing);
+    assert_eq!(w.balance(&user).await, 5);
     w.checked_ledger(&user).await;
 }

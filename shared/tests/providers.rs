@@ -489,6 +489,74 @@ async fn replicate_creates_polls_and_downloads_the_output() {
 }
 
 #[tokio::test]
+async fn a_failed_output_download_is_retried_without_a_second_prediction() {
+    let server = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    let output_url = format!("{}/files/p2/out-0.png", server.uri());
+    // The prediction succeeds at once (Prefer: wait); it must be created once only: each one is billed.
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p2",
+            "succeeded",
+            json!(output_url),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Replicate's file host fails twice, then serves the file.
+    Mock::given(method("GET"))
+        .and(path("/files/p2/out-0.png"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p2/out-0.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(png.clone(), "image/png"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let adapter = replicate(&server);
+    let image = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+        .await
+        .unwrap();
+    assert_eq!(image.bytes, png);
+}
+
+#[tokio::test]
+async fn an_output_that_cannot_be_downloaded_is_transient_after_three_tries() {
+    let server = MockServer::start().await;
+    let output_url = format!("{}/files/p3/out-0.png", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p3",
+            "succeeded",
+            json!(output_url),
+            json!(null),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p3/out-0.png"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let adapter = replicate(&server);
+    let err = render(&adapter, &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&err), None, "a download that keeps failing is transient: {err}");
+}
+
+#[tokio::test]
 async fn a_version_pinned_model_posts_to_predictions_with_its_version() {
     let server = MockServer::start().await;
     let jpeg = rendered(image::ImageFormat::Jpeg);

@@ -33,7 +33,10 @@ pub async fn handle(worker: Arc<Worker>, event: Value) -> Result<Value, lambda_h
             tracing::warn!(sequence, "stream record is not a generation; ignored");
             continue;
         };
-        match worker.process(&job).await {
+        // The record's id: Lambda's retry of this batch carries the same one, and may take over the claim
+        // the crashed or timed-out invocation left behind.
+        let delivery = record["eventID"].as_str().filter(|id| !id.is_empty()).unwrap_or(&sequence);
+        match worker.process_delivery(&job, Some(delivery)).await {
             Ok(result) => {
                 let outcome = match &result {
                     JobResult::Succeeded { .. } => "succeeded",

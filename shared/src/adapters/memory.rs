@@ -17,7 +17,7 @@ use crate::ports::{
 };
 use crate::ports::{
     ClaimOutcome, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore, IdempotencyRecord, JobRef,
-    NewGeneration, StartOutcome,
+    NewGeneration, OverdueCursor, OverduePage, StartOutcome,
 };
 
 /// A credited (or refunded) App Store transaction.
@@ -650,20 +650,24 @@ impl GenerationStore for MemoryStore {
         &self,
         job: &JobRef,
         token: &str,
+        delivery: Option<&str>,
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError> {
         let mut inner = self.lock();
         let Some(g) = inner.generation_mut(job) else { return Ok(ClaimOutcome::Missing) };
+        let redelivered = delivery.is_some() && g.claim_delivery.as_deref() == delivery;
         let claimable = g.deadline > now
             && (g.status == GenerationStatus::Queued
-                || (g.status == GenerationStatus::Processing && g.claim_until.is_some_and(|u| u <= now)));
+                || (g.status == GenerationStatus::Processing
+                    && (g.claim_until.is_some_and(|u| u <= now) || redelivered)));
         if !claimable {
             return Ok(ClaimOutcome::NotClaimable(g.clone()));
         }
         g.status = GenerationStatus::Processing;
         g.claim = Some(token.to_owned());
         g.claim_until = Some(claim_until);
+        g.claim_delivery = delivery.map(str::to_owned);
         g.started_at = g.started_at.or(Some(now));
         g.attempts += 1;
         Ok(ClaimOutcome::Claimed(g.clone()))
@@ -740,16 +744,26 @@ impl GenerationStore for MemoryStore {
         Ok(FailOutcome::Refunded { balance })
     }
 
-    async fn overdue(&self, now: UnixTime, limit: usize) -> Result<Vec<JobRef>, PortError> {
+    async fn overdue(
+        &self,
+        now: UnixTime,
+        limit: usize,
+        after: Option<&OverdueCursor>,
+    ) -> Result<OverduePage, PortError> {
         let inner = self.lock();
+        let position = |deadline: UnixTime, job: &JobRef| (deadline, job.generation_id.clone());
         let mut due: Vec<(UnixTime, JobRef)> = inner
             .generations
             .values()
             .flat_map(|g| g.values())
             .filter(|g| g.status.in_flight() && g.deadline <= now)
             .map(|g| (g.deadline, JobRef { user_id: g.user_id.clone(), generation_id: g.id.clone() }))
+            .filter(|(deadline, job)| after.is_none_or(|a| position(*deadline, job) > position(a.deadline, &a.job)))
             .collect();
-        due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.generation_id.cmp(&b.1.generation_id)));
-        Ok(due.into_iter().take(limit).map(|(_, job)| job).collect())
+        due.sort_by_key(|(deadline, job)| position(*deadline, job));
+        let more = due.len() > limit;
+        due.truncate(limit);
+        let next = if more { due.last().map(|(deadline, job)| OverdueCursor { deadline: *deadline, job: job.clone() }) } else { None };
+        Ok(OverduePage { jobs: due.into_iter().map(|(_, job)| job).collect(), next })
     }
 }

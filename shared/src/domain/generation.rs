@@ -158,6 +158,11 @@ pub struct Generation {
     /// Until when that claim holds; afterwards another delivery of the job may take it over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_until: Option<UnixTime>,
+    /// The delivery (the stream record's `eventID`) the claim was taken for. Lambda redelivers a record only
+    /// after the invocation that had it ended (crashed or timed out), so a redelivery of the same record may
+    /// take the claim over at once instead of waiting for it to run out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_delivery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
 }

@@ -103,6 +103,7 @@ fn as_started(mut g: Generation) -> Generation {
     g.attempts = 0;
     g.claim = None;
     g.claim_until = None;
+    g.claim_delivery = None;
     g.timings = None;
     g
 }
@@ -180,6 +181,7 @@ impl Generations {
             attempts: 0,
             claim: None,
             claim_until: None,
+            claim_delivery: None,
             timings: None,
         };
         let new = NewGeneration {
@@ -245,14 +247,16 @@ impl Generations {
         }
     }
 
-    /// Deletes a finished generation: its images first, then the record, so a failure half-way leaves a
-    /// record the user can delete again rather than an image nobody can reach.
+    /// Deletes a finished generation: its images first (the photo it was made from, any prepared copy, the
+    /// output), then the record, so a failure half-way leaves a record the user can delete again rather than
+    /// an image nobody can reach. Other generations of the same photo that are still queued then fail and
+    /// are refunded (the photo is gone, as the user asked).
     pub async fn delete(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
         let Some(g) = self.store.generation(user, id).await? else { return Ok(DeleteOutcome::NotFound) };
         if g.status.in_flight() {
             return Ok(DeleteOutcome::InFlight);
         }
-        let mut keys = vec![object_keys::work(user, &g.id)];
+        let mut keys = vec![object_keys::upload(user, &g.upload_id), object_keys::work(user, &g.id)];
         keys.extend(g.output_key.clone());
         self.objects.delete(&keys).await?;
         self.store.delete_generation(user, id).await
@@ -344,13 +348,19 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Worker {
-    /// Processes one job: claim, prepare the photo, render, store, mark succeeded; or fail and refund.
-    /// An `Err` is an infrastructure failure (the job stays claimed; a redelivery after the claim runs out,
-    /// or else the reconciler, finishes it).
+    /// Processes one job handed over in-process (the local API): see [`Worker::process_delivery`].
     pub async fn process(&self, job: &JobRef) -> Result<JobResult, PortError> {
+        self.process_delivery(job, None).await
+    }
+
+    /// Processes one job: claim, prepare the photo, render, store, mark succeeded; or fail and refund.
+    /// `delivery` names the stream record that brought the job: a redelivery of the same record takes over
+    /// the claim of the invocation that crashed or timed out with it. An `Err` is an infrastructure failure
+    /// (the claim is given up, so the redelivery takes the job at once; else the reconciler finishes it).
+    pub async fn process_delivery(&self, job: &JobRef, delivery: Option<&str>) -> Result<JobResult, PortError> {
         let token = crate::crypto::random_token().map_err(|e| PortError::internal("worker", e))?;
         let now = self.clock.now();
-        let g = match self.store.claim(job, &token, now + self.config.claim_secs, now).await? {
+        let g = match self.store.claim(job, &token, delivery, now + self.config.claim_secs, now).await? {
             ClaimOutcome::Claimed(g) => g,
             ClaimOutcome::NotClaimable(g) => {
                 tracing::info!(generation = %g.id, status = g.status.as_str(), "job not claimable; skipped");
@@ -533,12 +543,14 @@ impl Worker {
         const PAGE: usize = 100;
         let now = self.clock.now();
         let mut refunded = 0;
-        // Bounded: a run handles at most 10 pages; the next run (minutes later) takes the rest. Refunded jobs
-        // leave the index, so each page is new work unless nothing in the last one could be refunded.
+        // Bounded: a run handles at most 10 pages; the next run (minutes later) takes the rest. Each page
+        // starts after the last, so jobs that cannot be refunded yet (a live claim past the deadline, an
+        // error) never hold back the ones behind them.
+        let mut after = None;
         for _ in 0..10 {
-            let due = self.store.overdue(now, PAGE).await?;
+            let page = self.store.overdue(now, PAGE, after.as_ref()).await?;
             let mut in_page = 0;
-            for job in &due {
+            for job in &page.jobs {
                 match self.store.fail_and_refund(job, FailFrom::DeadlinePassed(now), REASON_TIMED_OUT, now).await {
                     Ok(FailOutcome::Refunded { balance }) => {
                         in_page += 1;
@@ -554,8 +566,9 @@ impl Worker {
                 }
             }
             refunded += in_page;
-            if due.len() < PAGE || in_page == 0 {
-                break;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         Ok(refunded)

@@ -19,7 +19,7 @@ use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{Generation, GenerationStatus, LedgerEntry, LedgerKind, Timings, UnixTime, UserId};
 use crate::ports::{
     ClaimOutcome, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore, IdempotencyRecord, JobRef,
-    NewGeneration, PortError, StartOutcome, Written,
+    NewGeneration, OverdueCursor, OverduePage, PortError, StartOutcome, Written,
 };
 
 const WHAT: &str = "generations";
@@ -257,22 +257,39 @@ impl GenerationStore for DynamoStore {
         &self,
         job: &JobRef,
         token: &str,
+        delivery: Option<&str>,
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.tables.generations)
-            .set_key(Some(self.generation_key(job)))
-            .update_expression(
-                "SET #status = :processing, claim = :token, claimUntil = :until, \
-                 startedAt = if_not_exists(startedAt, :now) ADD attempts :one",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND deadline > :now \
-                 AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
-            )
+            .set_key(Some(self.generation_key(job)));
+        // A redelivery of the record the claim was taken for may take it over at once (the invocation that
+        // had it is over); any other delivery waits for the claim to run out.
+        let update = match delivery {
+            Some(delivery) => update
+                .update_expression(
+                    "SET #status = :processing, claim = :token, claimUntil = :until, claimDelivery = :delivery, \
+                     startedAt = if_not_exists(startedAt, :now) ADD attempts :one",
+                )
+                .condition_expression(
+                    "attribute_exists(pk) AND deadline > :now AND (#status = :queued OR (#status = :processing \
+                     AND (claimUntil <= :now OR claimDelivery = :delivery)))",
+                )
+                .expression_attribute_values(":delivery", s(delivery)),
+            None => update
+                .update_expression(
+                    "SET #status = :processing, claim = :token, claimUntil = :until, \
+                     startedAt = if_not_exists(startedAt, :now) REMOVE claimDelivery ADD attempts :one",
+                )
+                .condition_expression(
+                    "attribute_exists(pk) AND deadline > :now \
+                     AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
+                ),
+        };
+        let result = update
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":processing", s("processing"))
             .expression_attribute_values(":queued", s("queued"))
@@ -448,7 +465,26 @@ impl GenerationStore for DynamoStore {
         Err(PortError::unavailable(WHAT, "refund kept conflicting; gave up after retries"))
     }
 
-    async fn overdue(&self, now: UnixTime, limit: usize) -> Result<Vec<JobRef>, PortError> {
+    async fn overdue(
+        &self,
+        now: UnixTime,
+        limit: usize,
+        after: Option<&OverdueCursor>,
+    ) -> Result<OverduePage, PortError> {
+        let start = match after {
+            Some(a) => Some(
+                to_item(
+                    WHAT,
+                    &PendingKey {
+                        pk: user_pk(&a.job.user_id),
+                        sk: generation_sk(&a.job.generation_id),
+                        pending: PENDING.to_owned(),
+                        deadline: a.deadline,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let out = self
             .client
             .query()
@@ -458,32 +494,46 @@ impl GenerationStore for DynamoStore {
             .expression_attribute_values(":pending", s(PENDING))
             .expression_attribute_values(":now", n(now))
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| sdk_error(WHAT, e))?;
+        let job_of = |k: &PendingKey| {
+            let user_id = UserId::parse(k.pk.strip_prefix("USER#")?).ok()?;
+            Some(JobRef { user_id, generation_id: k.sk.strip_prefix("GEN#")?.to_owned() })
+        };
+        // The page ends where DynamoDB stopped reading; its key is a real row's, so it parses.
+        let next = match out.last_evaluated_key {
+            Some(key) => {
+                let key: PendingKey = from_item(WHAT, key)?;
+                let job = job_of(&key).ok_or_else(|| PortError::internal(WHAT, "malformed pending index key"))?;
+                Some(OverdueCursor { deadline: key.deadline, job })
+            }
+            None => None,
+        };
         // A malformed key is logged and skipped: one bad row must not stop every refund behind it.
-        Ok(out
+        let jobs = out
             .items
             .unwrap_or_default()
             .into_iter()
             .filter_map(|item| {
                 let key: Option<PendingKey> = from_item(WHAT, item).ok();
-                let job = key.as_ref().and_then(|k| {
-                    let user_id = UserId::parse(k.pk.strip_prefix("USER#")?).ok()?;
-                    Some(JobRef { user_id, generation_id: k.sk.strip_prefix("GEN#")?.to_owned() })
-                });
+                let job = key.as_ref().and_then(job_of);
                 if job.is_none() {
                     tracing::error!(key = ?key.map(|k| k.sk), "malformed key in the pending index; skipped");
                 }
                 job
             })
-            .collect())
+            .collect();
+        Ok(OverduePage { jobs, next })
     }
 }
 
-/// The keys the `Pending` index projects.
-#[derive(Deserialize)]
+/// The keys of a row of the `Pending` index (its own and the table's).
+#[derive(Serialize, Deserialize)]
 struct PendingKey {
     pk: String,
     sk: String,
+    pending: String,
+    deadline: UnixTime,
 }

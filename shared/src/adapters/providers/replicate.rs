@@ -28,6 +28,8 @@ pub const DEFAULT_IMAGE_INPUT_KEY: &str = "input_image";
 const MAX_OUTPUT_BYTES: usize = 30 * 1024 * 1024;
 /// Prediction and error bodies are small.
 const MAX_JSON_BYTES: usize = 1024 * 1024;
+/// Downloads of a finished prediction's output, the first included.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
 
 /// How long before the budget runs out a prediction is cancelled (time for the cancel call itself).
 const CANCEL_MARGIN: Duration = Duration::from_secs(5);
@@ -216,6 +218,32 @@ impl ReplicatePredictions {
         }
     }
 
+    /// The output of a prediction that succeeded (and was billed): a failed download is retried here, within
+    /// the deadline, because an error returned from `render` would make the worker create a new prediction.
+    async fn download_with_retries(
+        &self,
+        url: &str,
+        prediction: &str,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<RenderedImage, ProviderError> {
+        let mut wait = self.poll_interval;
+        let mut attempt = 1;
+        loop {
+            match self.download(url).await {
+                Err(ProviderError::Transient { detail, .. })
+                    if attempt < DOWNLOAD_ATTEMPTS && started.elapsed() + wait < deadline =>
+                {
+                    tracing::warn!(prediction, attempt, detail, "downloading a replicate output failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Downloads the output file (no token: it is served from Replicate's file host).
     async fn download(&self, url: &str) -> Result<RenderedImage, ProviderError> {
         let parsed = url::Url::parse(url)
@@ -274,7 +302,7 @@ impl ImageProvider for ReplicatePredictions {
                     let Some(url) = output_url(&prediction.output) else {
                         return Err(configuration(format!("replicate prediction {} has no output URL", prediction.id)));
                     };
-                    return self.download(url).await;
+                    return self.download_with_retries(url, &prediction.id, started, deadline).await;
                 }
                 "failed" => return Err(classify_failure(&prediction, token.expose_secret())),
                 "canceled" => {
