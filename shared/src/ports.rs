@@ -49,12 +49,14 @@ impl Clock for SystemClock {
 /// The server's key material, fetched once per container (from Secrets Manager when deployed).
 #[derive(Clone)]
 pub struct AppKeys {
-    /// Access-token signing keys, newest first. Tokens are signed with the first and verified with any, which
-    /// is how the signing key rotates without signing everyone out.
+    /// Access-token signing keys, the current one first. Tokens are signed with the first and verified with
+    /// any, which is how the signing key rotates without signing everyone out.
     pub access: Vec<SigningKey>,
-    /// Key of the HMAC that one-time codes are stored under.
-    pub otp: SecretSlice<u8>,
-    /// Keys of the MAC on pagination cursors, newest first (a cursor issued before a key rotation stays good).
+    /// Keys of the HMAC that one-time codes are stored under, the current one first (codes are hashed with it
+    /// and checked against each, so a code texted just before a rotation still signs in).
+    pub otp: Vec<SecretSlice<u8>>,
+    /// Keys of the MAC on pagination cursors, the current one first (a cursor issued before a key rotation
+    /// stays good).
     pub cursor: Vec<SecretSlice<u8>>,
 }
 

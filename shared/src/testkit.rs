@@ -206,7 +206,9 @@ impl Harness {
         let code_id = crate::domain::new_id();
         let record = crate::domain::OtpRecord {
             version: version + 1,
-            code_hash: Some(crate::services::auth::hash_code(&keys, phone, &code_id, &code)),
+            code_hash: Some(
+                crate::services::auth::hash_code(&keys, phone, &code_id, &code).unwrap_or_else(|e| panic!("hash: {e}")),
+            ),
             code_id: Some(code_id),
             expires_at: now + self.deps.policy.code_ttl_secs,
             last_sent_at: now,

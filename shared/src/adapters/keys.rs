@@ -1,9 +1,9 @@
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 
 use crate::crypto::{derive_key, sha256_b64};
 use crate::ports::{AppKeys, KeyProvider, PortError, SigningKey};
@@ -14,19 +14,22 @@ pub const MIN_MASTER_LEN: usize = 32;
 /// Derives the access-token and code-hashing keys from the master secret (and, during a rotation, the
 /// previous one, whose tokens keep verifying until they expire).
 pub fn keys_from_master(current: &[u8], previous: Option<&[u8]>) -> Arc<AppKeys> {
-    let signing = |master: &[u8]| {
-        let secret = derive_key(master, "access-token");
-        SigningKey { kid: sha256_b64(&secret)[..12].to_owned(), secret: SecretSlice::from(secret.to_vec()) }
-    };
-    let mut access = vec![signing(current)];
-    if let Some(prev) = previous {
-        access.push(signing(prev));
-    }
-    let cursor = std::iter::once(current)
-        .chain(previous)
-        .map(|master| SecretSlice::from(derive_key(master, "cursor").to_vec()))
+    keys_from_masters(current, previous.as_slice())
+}
+
+/// Keys that sign with `current` and verify with it and each of `others` (a rotation's next and previous
+/// master secrets): access tokens, page cursors and sign-in codes alike.
+pub fn keys_from_masters(current: &[u8], others: &[&[u8]]) -> Arc<AppKeys> {
+    let masters: Vec<&[u8]> = std::iter::once(current).chain(others.iter().copied()).collect();
+    let access = masters
+        .iter()
+        .map(|master| {
+            let secret = derive_key(master, "access-token");
+            SigningKey { kid: sha256_b64(&secret)[..12].to_owned(), secret: SecretSlice::from(secret.to_vec()) }
+        })
         .collect();
-    Arc::new(AppKeys { access, otp: SecretSlice::from(derive_key(current, "otp-code").to_vec()), cursor })
+    let derived = |label: &str| masters.iter().map(|m| SecretSlice::from(derive_key(m, label).to_vec())).collect();
+    Arc::new(AppKeys { access, otp: derived("otp-code"), cursor: derived("cursor") })
 }
 
 /// Fixed keys (local API and tests).
@@ -45,11 +48,14 @@ impl KeyProvider for StaticKeys {
     }
 }
 
-/// The app secret's JSON: `{"signingKey": "...", "previousSigningKey": "..."}` (the second only while rotating).
+/// The app secret's JSON: `{"signingKey": "..."}`, and while a rotation runs `nextSigningKey` (accepted,
+/// not yet used to sign) or `previousSigningKey` (no longer used to sign, still accepted).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AppSecret {
     signing_key: SecretString,
+    #[serde(default)]
+    next_signing_key: Option<SecretString>,
     #[serde(default)]
     previous_signing_key: Option<SecretString>,
 }
@@ -59,11 +65,16 @@ pub fn keys_from_secret_json(json: &str) -> Result<Arc<AppKeys>, PortError> {
     let secret: AppSecret = serde_json::from_str(json)
         .map_err(|_| PortError::internal("app secret", "secret is not {\"signingKey\": ...}"))?;
     let current = secret.signing_key.expose_secret().as_bytes();
-    if current.len() < MIN_MASTER_LEN {
-        return Err(PortError::internal("app secret", "signingKey is shorter than 32 bytes"));
+    let others: Vec<&[u8]> = [&secret.next_signing_key, &secret.previous_signing_key]
+        .into_iter()
+        .flatten()
+        .map(|k| k.expose_secret().as_bytes())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if std::iter::once(&current).chain(&others).any(|k| k.len() < MIN_MASTER_LEN) {
+        return Err(PortError::internal("app secret", "a signing key is shorter than 32 bytes"));
     }
-    let previous = secret.previous_signing_key.as_ref().map(|p| p.expose_secret().as_bytes()).filter(|p| !p.is_empty());
-    Ok(keys_from_master(current, previous))
+    Ok(keys_from_masters(current, &others))
 }
 
 /// Reads one secret's string from Secrets Manager.
@@ -81,30 +92,113 @@ pub async fn fetch_secret_string(
         .ok_or_else(|| PortError::internal(what, "secret has no string value"))
 }
 
-/// Keys from the app secret in Secrets Manager, fetched on first use and cached for the container's life
-/// (no network call at init; concurrent first requests share one fetch).
-pub struct SecretsManagerKeys {
+/// How long a container uses a secret before reading it again: a changed secret (a rotated signing key,
+/// new provider keys) reaches warm containers within this.
+pub const SECRET_REFRESH: Duration = Duration::from_secs(300);
+/// After a failed refresh, how long the container keeps what it has before trying again.
+const SECRET_RETRY: Duration = Duration::from_secs(30);
+
+/// One secret from Secrets Manager, parsed: fetched on first use (no network call at init; concurrent first
+/// requests share one fetch), then read again every [`SECRET_REFRESH`]. A refresh is made by one request
+/// while the others go on with the value they have, and a failed one keeps that value (Secrets Manager
+/// being down does not break a warm container); only a container that never got the secret fails.
+pub struct CachedSecret<T> {
     client: aws_sdk_secretsmanager::Client,
     arn: String,
-    cell: OnceCell<Arc<AppKeys>>,
+    what: &'static str,
+    parse: fn(&str) -> Result<T, PortError>,
+    refresh_after: Duration,
+    /// The value and when it is due for a refresh.
+    value: RwLock<Option<(Arc<T>, Instant)>>,
+    fetching: tokio::sync::Mutex<()>,
 }
+
+impl<T: Send + Sync> CachedSecret<T> {
+    pub fn new(
+        client: aws_sdk_secretsmanager::Client,
+        arn: impl Into<String>,
+        what: &'static str,
+        parse: fn(&str) -> Result<T, PortError>,
+    ) -> Self {
+        Self {
+            client,
+            arn: arn.into(),
+            what,
+            parse,
+            refresh_after: SECRET_REFRESH,
+            value: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The refresh period (tests shorten it).
+    pub fn with_refresh_after(mut self, period: Duration) -> Self {
+        self.refresh_after = period;
+        self
+    }
+
+    fn cached(&self) -> Option<(Arc<T>, Instant)> {
+        self.value.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn store(&self, value: Arc<T>, due: Instant) {
+        *self.value.write().unwrap_or_else(|p| p.into_inner()) = Some((value, due));
+    }
+
+    async fn fetch(&self) -> Result<Arc<T>, PortError> {
+        let json = fetch_secret_string(&self.client, &self.arn, self.what).await?;
+        let value = Arc::new((self.parse)(json.expose_secret())?);
+        self.store(value.clone(), Instant::now() + self.refresh_after);
+        Ok(value)
+    }
+
+    pub async fn get(&self) -> Result<Arc<T>, PortError> {
+        match self.cached() {
+            Some((value, due)) if Instant::now() < due => Ok(value),
+            Some((value, _)) => {
+                // Due for a refresh: one request reads the secret, the others keep going with what they have.
+                let Ok(_fetching) = self.fetching.try_lock() else { return Ok(value) };
+                match self.cached() {
+                    Some((fresh, due)) if Instant::now() < due => Ok(fresh),
+                    _ => match self.fetch().await {
+                        Ok(fresh) => Ok(fresh),
+                        Err(e) => {
+                            tracing::warn!(secret = self.what, error = %e, "refreshing a secret failed; keeping the one in use");
+                            self.store(value.clone(), Instant::now() + SECRET_RETRY);
+                            Ok(value)
+                        }
+                    },
+                }
+            }
+            None => {
+                let _fetching = self.fetching.lock().await;
+                match self.cached() {
+                    Some((value, _)) => Ok(value),
+                    None => self.fetch().await,
+                }
+            }
+        }
+    }
+}
+
+/// Keys from the app secret in Secrets Manager (see [`CachedSecret`]).
+pub struct SecretsManagerKeys(CachedSecret<AppKeys>);
 
 impl SecretsManagerKeys {
     pub fn new(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> Self {
-        Self { client, arn: arn.into(), cell: OnceCell::new() }
+        Self(CachedSecret::new(client, arn, "app secret", |json| keys_from_secret_json(json).map(Arc::unwrap_or_clone)))
+    }
+
+    /// The refresh period (tests shorten it).
+    pub fn with_refresh_after(self, period: Duration) -> Self {
+        Self(self.0.with_refresh_after(period))
     }
 }
 
 #[async_trait]
 impl KeyProvider for SecretsManagerKeys {
     async fn keys(&self) -> Result<Arc<AppKeys>, PortError> {
-        self.cell
-            .get_or_try_init(|| async {
-                let json = fetch_secret_string(&self.client, &self.arn, "app secret").await?;
-                keys_from_secret_json(json.expose_secret())
-            })
-            .await
-            .cloned()
+        self.0.get().await
     }
 }
 
@@ -197,5 +291,146 @@ mod secrets_manager_tests {
             .mount(&server)
             .await;
         assert!(keys.keys().await.is_ok(), "a failed fetch is not cached");
+    }
+
+    fn secret_value(json: &str) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({"SecretString": json}))
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[tokio::test]
+    async fn a_changed_secret_reaches_a_warm_container_after_the_refresh_period() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
+            .mount(&server)
+            .await;
+        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(300));
+        let before = keys.keys().await.unwrap().access[0].kid.clone();
+        server.reset().await;
+        Mock::given(method("POST"))
+            .respond_with(secret_value(&format!(r#"{{"signingKey":"{B}","previousSigningKey":"{A}"}}"#)))
+            .mount(&server)
+            .await;
+        assert_eq!(keys.keys().await.unwrap().access[0].kid, before, "within the period the keys in use stay");
+        assert_eq!(server.received_requests().await.unwrap().len(), 0);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let after = keys.keys().await.unwrap();
+        assert_ne!(after.access[0].kid, before, "the new signing key is in use");
+        assert_eq!(after.access[1].kid, before, "the previous one still verifies");
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_keys_in_use_and_waits_before_trying_again() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
+            .mount(&server)
+            .await;
+        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(100));
+        let before = keys.keys().await.unwrap().access[0].kid.clone();
+        server.reset().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(500).set_body_json(serde_json::json!({"__type": "InternalServiceError"})),
+            )
+            .mount(&server)
+            .await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(keys.keys().await.unwrap().access[0].kid, before, "a warm container survives the outage");
+        // One refresh was tried (the SDK retries a 500 itself, so it may be several requests)...
+        let tried = server.received_requests().await.unwrap().len();
+        assert!(tried >= 1);
+        // ...and the next requests use the keys in hand instead of calling Secrets Manager each time.
+        for _ in 0..5 {
+            assert_eq!(keys.keys().await.unwrap().access[0].kid, before);
+        }
+        assert_eq!(server.received_requests().await.unwrap().len(), tried, "one attempt, then a pause");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_refresh_keeps_the_keys_in_use() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
+            .mount(&server)
+            .await;
+        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(100));
+        let before = keys.keys().await.unwrap().access[0].kid.clone();
+        server.reset().await;
+        Mock::given(method("POST")).respond_with(secret_value(r#"{"signingKey":"short"}"#)).mount(&server).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(keys.keys().await.unwrap().access[0].kid, before);
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    //! The rotation README describes: `{signingKey: A}` → `{signingKey: A, nextSigningKey: B}` →
+    //! `{signingKey: B, previousSigningKey: A}` → `{signingKey: B}`, each step at least one refresh period
+    //! after the last. Containers refresh at different times, so at any moment two neighbouring steps are in
+    //! use at once: whatever one of them signs or hashes, the other must accept.
+    use super::*;
+    use crate::domain::{OtpCode, PhoneNumber, UserId};
+    use crate::http::{decode_cursor, encode_cursor};
+    use crate::services::auth::{code_matches, hash_code};
+    use crate::tokens::AccessTokens;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn steps() -> Vec<Arc<AppKeys>> {
+        [
+            format!(r#"{{"signingKey":"{A}"}}"#),
+            format!(r#"{{"signingKey":"{A}","nextSigningKey":"{B}"}}"#),
+            format!(r#"{{"signingKey":"{B}","previousSigningKey":"{A}"}}"#),
+            format!(r#"{{"signingKey":"{B}"}}"#),
+        ]
+        .iter()
+        .map(|json| keys_from_secret_json(json).unwrap())
+        .collect()
+    }
+
+    fn accepts(signer: &AppKeys, verifier: &AppKeys) -> bool {
+        let tokens = AccessTokens { issuer: "i".into(), audience: "a".into(), ttl_secs: 900 };
+        let user = UserId::new();
+        let now = crate::ports::Clock::now(&crate::ports::SystemClock);
+        let token_ok = tokens.verify(verifier, &tokens.issue(signer, &user, now).unwrap()).is_ok();
+        let phone = PhoneNumber::parse("+14155550123", None).unwrap();
+        let code = OtpCode::parse("123456").unwrap();
+        let code_ok = code_matches(verifier, &phone, "c1", &code, &hash_code(signer, &phone, "c1", &code).unwrap());
+        let cursor = encode_cursor(signer, "scope", &("position", 7)).unwrap();
+        let cursor_ok = decode_cursor::<(String, i32)>(verifier, "scope", &cursor).is_ok();
+        assert_eq!(token_ok, code_ok, "tokens and codes rotate together");
+        assert_eq!(token_ok, cursor_ok, "tokens and cursors rotate together");
+        token_ok
+    }
+
+    #[test]
+    fn neighbouring_steps_of_a_rotation_accept_each_others_tokens_codes_and_cursors() {
+        let steps = steps();
+        for pair in steps.windows(2) {
+            assert!(accepts(&pair[0], &pair[1]));
+            assert!(accepts(&pair[1], &pair[0]));
+        }
+    }
+
+    #[test]
+    fn after_the_rotation_the_old_key_is_refused_and_the_first_step_refuses_the_new_one() {
+        let steps = steps();
+        assert!(!accepts(&steps[0], &steps[3]), "the retired key signs nothing that verifies");
+        assert!(!accepts(&steps[3], &steps[0]));
+        // Skipping the `nextSigningKey` step is what would log people out for a refresh period.
+        assert!(!accepts(&steps[2], &steps[0]));
+    }
+
+    #[test]
+    fn every_key_of_the_secret_must_be_long_enough() {
+        assert!(keys_from_secret_json(&format!(r#"{{"signingKey":"{A}","nextSigningKey":"short"}}"#)).is_err());
+        assert!(keys_from_secret_json(&format!(r#"{{"signingKey":"{A}","previousSigningKey":"short"}}"#)).is_err());
+        assert!(keys_from_secret_json(&format!(r#"{{"signingKey":"{A}","nextSigningKey":""}}"#)).is_ok());
     }
 }

@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
+use crate::adapters::keys::CachedSecret;
+use crate::domain::PhoneNumber;
+use crate::ports::{PortError, SmsSender};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
-
-use crate::adapters::keys::fetch_secret_string;
-use crate::domain::PhoneNumber;
-use crate::ports::{PortError, SmsSender};
 
 /// Twilio credentials and sender, as stored in the SMS secret:
 /// `{"accountSid", "authToken", "fromNumber"}` or `{"accountSid", "authToken", "messagingServiceSid"}`.
@@ -28,7 +26,7 @@ pub struct TwilioCredentials {
 
 enum Credentials {
     Fixed(TwilioCredentials),
-    Secret { client: aws_sdk_secretsmanager::Client, arn: String, cell: OnceCell<TwilioCredentials> },
+    Secret(CachedSecret<TwilioCredentials>),
 }
 
 pub struct TwilioSms {
@@ -55,7 +53,7 @@ impl TwilioSms {
         Self {
             http: std::sync::OnceLock::new(),
             api_base: api_base.into(),
-            credentials: Credentials::Secret { client, arn: arn.into(), cell: OnceCell::new() },
+            credentials: Credentials::Secret(CachedSecret::new(client, arn, "sms secret", parse_credentials)),
         }
     }
 
@@ -76,30 +74,29 @@ impl TwilioSms {
         Ok(self.http.get_or_init(|| client))
     }
 
-    async fn credentials(&self) -> Result<&TwilioCredentials, PortError> {
+    async fn credentials(&self) -> Result<std::sync::Arc<TwilioCredentials>, PortError> {
         match &self.credentials {
-            Credentials::Fixed(c) => Ok(c),
-            Credentials::Secret { client, arn, cell } => {
-                cell.get_or_try_init(|| async {
-                    let json = fetch_secret_string(client, arn, "sms secret").await?;
-                    let creds: TwilioCredentials = serde_json::from_str(json.expose_secret())
-                        .map_err(|_| PortError::internal("sms secret", "secret is not the documented Twilio JSON"))?;
-                    if creds.account_sid.is_empty()
-                        || creds.auth_token.expose_secret().is_empty()
-                        || (creds.from_number.as_deref().unwrap_or("").is_empty()
-                            && creds.messaging_service_sid.as_deref().unwrap_or("").is_empty())
-                    {
-                        return Err(PortError::internal(
-                            "sms secret",
-                            "accountSid, authToken and fromNumber or messagingServiceSid must be set",
-                        ));
-                    }
-                    Ok(creds)
-                })
-                .await
-            }
+            Credentials::Fixed(c) => Ok(std::sync::Arc::new(c.clone())),
+            Credentials::Secret(secret) => secret.get().await,
         }
     }
+}
+
+/// The SMS secret's JSON, checked: a sender must be set.
+fn parse_credentials(json: &str) -> Result<TwilioCredentials, PortError> {
+    let creds: TwilioCredentials = serde_json::from_str(json)
+        .map_err(|_| PortError::internal("sms secret", "secret is not the documented Twilio JSON"))?;
+    if creds.account_sid.is_empty()
+        || creds.auth_token.expose_secret().is_empty()
+        || (creds.from_number.as_deref().unwrap_or("").is_empty()
+            && creds.messaging_service_sid.as_deref().unwrap_or("").is_empty())
+    {
+        return Err(PortError::internal(
+            "sms secret",
+            "accountSid, authToken and fromNumber or messagingServiceSid must be set",
+        ));
+    }
+    Ok(creds)
 }
 
 #[async_trait]

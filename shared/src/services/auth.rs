@@ -87,7 +87,7 @@ impl SendCode {
         let next = OtpRecord {
             phone: phone.e164().to_owned(),
             version: previous.version + 1,
-            code_hash: Some(hash_code(&keys, phone, &code_id, &code)),
+            code_hash: Some(hash_code(&keys, phone, &code_id, &code)?),
             code_id: Some(code_id),
             expires_at: now + p.code_ttl_secs,
             attempts: 0,
@@ -131,9 +131,17 @@ impl SendCode {
     }
 }
 
-/// The keyed hash a code is stored under. The code id is mixed in so equal codes hash differently.
-pub fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> String {
-    crypto::hmac_b64(keys.otp.expose_secret(), &[phone.e164(), code_id, code.digits()])
+/// The keyed hash a code is stored under (with the current key). The code id is mixed in so equal codes hash
+/// differently.
+pub fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> Result<String, PortError> {
+    let key = keys.otp.first().ok_or_else(|| PortError::internal("app secret", "no code key"))?;
+    Ok(crypto::hmac_b64(key.expose_secret(), &[phone.e164(), code_id, code.digits()]))
+}
+
+/// Whether `code` is the one stored as `stored`, under any of the code keys (constant-time per key).
+pub fn code_matches(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode, stored: &str) -> bool {
+    let parts = [phone.e164(), code_id, code.digits()];
+    keys.otp.iter().any(|key| crypto::hmac_matches(key.expose_secret(), &parts, stored))
 }
 
 /// A signed-in session: what verify-code and refresh return.
@@ -255,8 +263,7 @@ impl SignIn {
         let (Some(code_id), Some(stored)) = (record.code_id.as_deref(), record.code_hash.as_deref()) else {
             return Err(SignInError::NoCode);
         };
-        let matches = crypto::hmac_matches(keys.otp.expose_secret(), &[phone.e164(), code_id, code.digits()], stored);
-        if !matches {
+        if !code_matches(&keys, phone, code_id, code, stored) {
             tracing::info!(phone = %phone.masked(), attempts = record.attempts, "wrong sign-in code");
             return Err(SignInError::InvalidCode { attempts_left: max.saturating_sub(record.attempts) });
         }

@@ -12,16 +12,14 @@ pub mod local;
 pub mod openai;
 pub mod replicate;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
-use tokio::sync::OnceCell;
-
-use crate::adapters::keys::fetch_secret_string;
+use crate::adapters::keys::CachedSecret;
 use crate::domain::GenerationSpec;
 use crate::ports::{PortError, ProviderError, RefusalKind};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
 
 /// Shown when a provider's safety system refused the photo or the result.
 pub const REASON_CONTENT_POLICY: &str =
@@ -61,48 +59,49 @@ impl ProviderKeys {
     }
 }
 
-/// Where the keys come from: fixed (tests, local tools) or the provider secret, fetched on first use and
-/// cached for the container's life. A failed fetch is not cached: the next render tries again.
+/// Where the keys come from: fixed (tests, local tools) or the provider secret (see [`CachedSecret`]: read on
+/// first use and every few minutes after; a failed first fetch is not cached, the next render tries again).
 pub enum ProviderCredentials {
-    Fixed(ProviderKeys),
-    Secret { client: aws_sdk_secretsmanager::Client, arn: String, cell: OnceCell<ProviderKeys> },
+    Fixed(Arc<ProviderKeys>),
+    Secret(CachedSecret<ProviderKeys>),
 }
 
 impl ProviderCredentials {
     pub fn fixed(keys: ProviderKeys) -> Self {
-        Self::Fixed(keys)
+        Self::Fixed(Arc::new(keys))
     }
 
     pub fn secret(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> Self {
-        Self::Secret { client, arn: arn.into(), cell: OnceCell::new() }
+        Self::Secret(CachedSecret::new(client, arn, "provider secret", |json| {
+            serde_json::from_str(json).map_err(|_| {
+                PortError::internal(
+                    "provider secret",
+                    "secret is not {\"openaiApiKey\": ..., \"replicateApiToken\": ...}",
+                )
+            })
+        }))
     }
 
     /// The keys. A Secrets Manager outage is transient; a secret that is not the documented JSON is not.
-    pub async fn keys(&self) -> Result<&ProviderKeys, ProviderError> {
+    pub async fn keys(&self) -> Result<Arc<ProviderKeys>, ProviderError> {
         match self {
-            Self::Fixed(keys) => Ok(keys),
-            Self::Secret { client, arn, cell } => {
-                cell.get_or_try_init(|| async {
-                    let json = fetch_secret_string(client, arn, "provider secret").await.map_err(|e| match e {
-                        PortError::Unavailable { .. } => transient(e.to_string(), None),
-                        PortError::Internal { .. } => configuration(e.to_string()),
-                    })?;
-                    ProviderKeys::from_secret_json(json.expose_secret())
-                })
-                .await
-            }
+            Self::Fixed(keys) => Ok(keys.clone()),
+            Self::Secret(secret) => secret.get().await.map_err(|e| match e {
+                PortError::Unavailable { .. } => transient(e.to_string(), None),
+                PortError::Internal { .. } => configuration(e.to_string()),
+            }),
         }
     }
 
-    pub async fn openai_api_key(&self) -> Result<&SecretString, ProviderError> {
-        self.keys().await?.openai_api_key.as_ref().ok_or_else(|| configuration("openaiApiKey is not set".to_owned()))
+    pub async fn openai_api_key(&self) -> Result<SecretString, ProviderError> {
+        self.keys().await?.openai_api_key.clone().ok_or_else(|| configuration("openaiApiKey is not set".to_owned()))
     }
 
-    pub async fn replicate_api_token(&self) -> Result<&SecretString, ProviderError> {
+    pub async fn replicate_api_token(&self) -> Result<SecretString, ProviderError> {
         self.keys()
             .await?
             .replicate_api_token
-            .as_ref()
+            .clone()
             .ok_or_else(|| configuration("replicateApiToken is not set".to_owned()))
     }
 }
@@ -245,6 +244,7 @@ mod tests {
 
     use super::*;
     use crate::domain::Provider;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn keys_parse_from_the_secret_and_empty_means_absent() {

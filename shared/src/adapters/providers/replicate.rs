@@ -274,7 +274,7 @@ impl ImageProvider for ReplicatePredictions {
 
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
         let started = Instant::now();
-        let token = self.credentials.replicate_api_token().await?;
+        let token = &self.credentials.replicate_api_token().await?;
         let image_url = request
             .image_url
             .ok_or_else(|| configuration("replicate needs the photo's URL and none was given".to_owned()))?;
