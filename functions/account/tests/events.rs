@@ -104,3 +104,30 @@ async fn delete_me_erases_the_account_and_its_tokens_stop_working() {
 fn templates_router(h: &Harness) -> facemake::http::Router {
     templates::router(Arc::new(templates::State::new(&h.deps)))
 }
+
+#[tokio::test]
+async fn a_deletion_under_way_answers_no_read_with_the_old_token() {
+    use facemake::ports::Clock;
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550124").await;
+    let token = &session.access_token;
+    assert_eq!(router(&h).handle(with_bearer(event("get-me.json"), token)).await.status(), 200);
+    // The deletion has only placed its tombstone so far (it was interrupted): the profile, the balance and
+    // the ledger are all still there.
+    h.deps.store.mark_deleted(&session.user.id, h.clock.now()).await.unwrap();
+    assert!(h.deps.store.get_user(&session.user.id).await.unwrap().is_some());
+    let credits = credits::router(Arc::new(credits::State::new(&h.deps).unwrap()));
+    for (router, fixture) in [
+        (router(&h), "get-me.json"),
+        (credits.clone(), "get-credits.json"),
+        (credits, "credits-history.json"),
+        (templates_router(&h), "list-favorites.json"),
+    ] {
+        let response = router.handle(with_bearer(event(fixture), token)).await;
+        assert_eq!(response.status(), 401, "{fixture}: {}", body_json(&response));
+        assert_eq!(body_json(&response)["error"]["message"], "This account was deleted.", "{fixture}");
+    }
+    // Reads of other accounts go on as before.
+    let other = h.signed_in("+14155550125").await;
+    assert_eq!(router(&h).handle(with_bearer(event("get-me.json"), &other.access_token)).await.status(), 200);
+}

@@ -4,7 +4,7 @@ use lambda_http::Request;
 
 use super::{ApiError, ErrorCode};
 use crate::domain::UserId;
-use crate::ports::{AccountStore, KeyProvider};
+use crate::ports::{AccountStore, KeyProvider, PortError};
 use crate::tokens::AccessTokens;
 
 /// Guards protected routes: a valid `Authorization: Bearer <access token>` or 401.
@@ -16,15 +16,61 @@ pub struct AuthGuard {
     pub accounts: Arc<dyn AccountStore>,
 }
 
+tokio::task_local! {
+    /// The deleted-account check of a read, running beside its handler (see [`AuthGuard::user`]).
+    static DEFERRED: std::cell::RefCell<Option<tokio::task::JoinHandle<Result<bool, PortError>>>>;
+}
+
+fn deleted() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "This account was deleted.")
+}
+
+/// Runs one request's handler. A read's deleted-account check started by the guard inside it is awaited
+/// when the handler is done, and a deleted account's answer is replaced by 401: the check costs the read no
+/// round trip of its own, and nothing of a deleted account is answered, even mid-deletion.
+pub async fn with_deferred_checks<T, F>(handler: F) -> Result<T, ApiError>
+where
+    F: std::future::Future<Output = Result<T, ApiError>>,
+{
+    DEFERRED
+        .scope(std::cell::RefCell::new(None), async move {
+            let answer = handler.await;
+            let check = DEFERRED.try_with(|d| d.borrow_mut().take()).ok().flatten();
+            match check {
+                None => answer,
+                Some(check) => match check.await {
+                    Ok(Ok(false)) => answer,
+                    Ok(Ok(true)) => Err(deleted()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(PortError::internal("auth guard", e).into()),
+                },
+            }
+        })
+        .await
+}
+
 impl AuthGuard {
-    /// The signed-in user, or 401 UNAUTHORIZED (no credentials) / INVALID_TOKEN (bad credentials, or a
-    /// request that would change something for a deleted account). Reads of a deleted account find nothing,
-    /// so only writes pay for the check (one read).
+    /// The signed-in user, or 401 UNAUTHORIZED (no credentials) / INVALID_TOKEN (bad credentials, or an
+    /// account that was deleted while its access token is still unexpired). A write waits for that check
+    /// (one read) before it changes anything; a read runs it beside its handler when the router's
+    /// [`with_deferred_checks`] is around it, so reads pay no extra round trip.
     pub async fn user(&self, req: &Request) -> Result<UserId, ApiError> {
         let user = self.token_user(req).await?;
         let reads_only = matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
-        if !reads_only && self.accounts.is_deleted(&user).await? {
-            return Err(ApiError::new(ErrorCode::InvalidToken, "This account was deleted."));
+        if reads_only {
+            let (accounts, id) = (self.accounts.clone(), user.clone());
+            let deferred = DEFERRED.try_with(|d| {
+                let mut slot = d.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(tokio::spawn(async move { accounts.is_deleted(&id).await }));
+                }
+            });
+            if deferred.is_ok() {
+                return Ok(user);
+            }
+        }
+        if self.accounts.is_deleted(&user).await? {
+            return Err(deleted());
         }
         Ok(user)
     }

@@ -95,7 +95,9 @@ impl Router {
         }
         let ((pattern, result), caller) = crate::telemetry::with_caller(async {
             match found {
-                Some((route, params)) => (route.pattern, (route.handler)(req, params).await),
+                Some((route, params)) => {
+                    (route.pattern, super::auth::with_deferred_checks((route.handler)(req, params)).await)
+                }
                 None if path_known => {
                     ("-", Err(ApiError::new(ErrorCode::MethodNotAllowed, "This method is not allowed on this path.")))
                 }
