@@ -763,7 +763,11 @@ impl GenerationStore for MemoryStore {
         due.sort_by_key(|(deadline, job)| position(*deadline, job));
         let more = due.len() > limit;
         due.truncate(limit);
-        let next = if more { due.last().map(|(deadline, job)| OverdueCursor { deadline: *deadline, job: job.clone() }) } else { None };
+        let next = if more {
+            due.last().map(|(deadline, job)| OverdueCursor { deadline: *deadline, job: job.clone() })
+        } else {
+            None
+        };
         Ok(OverduePage { jobs: due.into_iter().map(|(_, job)| job).collect(), next })
     }
 }

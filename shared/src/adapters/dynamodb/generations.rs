@@ -261,11 +261,8 @@ impl GenerationStore for DynamoStore {
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.generations)
-            .set_key(Some(self.generation_key(job)));
+        let update =
+            self.client.update_item().table_name(&self.tables.generations).set_key(Some(self.generation_key(job)));
         // A redelivery of the record the claim was taken for may take it over at once (the invocation that
         // had it is over); any other delivery waits for the claim to run out.
         let update = match delivery {
@@ -472,17 +469,15 @@ impl GenerationStore for DynamoStore {
         after: Option<&OverdueCursor>,
     ) -> Result<OverduePage, PortError> {
         let start = match after {
-            Some(a) => Some(
-                to_item(
-                    WHAT,
-                    &PendingKey {
-                        pk: user_pk(&a.job.user_id),
-                        sk: generation_sk(&a.job.generation_id),
-                        pending: PENDING.to_owned(),
-                        deadline: a.deadline,
-                    },
-                )?,
-            ),
+            Some(a) => Some(to_item(
+                WHAT,
+                &PendingKey {
+                    pk: user_pk(&a.job.user_id),
+                    sk: generation_sk(&a.job.generation_id),
+                    pending: PENDING.to_owned(),
+                    deadline: a.deadline,
+                },
+            )?),
             None => None,
         };
         let out = self
