@@ -23,13 +23,21 @@ pub enum Metric {
     SignUps,
     /// Credits added by App Store purchases.
     CreditsPurchased,
-    /// Credits taken back by App Store refunds.
+    /// Credits given back to users whose generation failed (by the worker or the reconciler): the cost of
+    /// each refunded generation.
     CreditsRefunded,
-    /// Credits spent on generations.
+    /// Credits taken back by App Store REFUND notifications, net of REFUND_REVERSED ones (a reversal records
+    /// minus what its refund took).
+    CreditsRevoked,
+    /// Credits spent on generations: the cost of each generation started (refunds are not subtracted).
     CreditsSpent,
+    /// A generation was charged and queued.
     GenerationsStarted,
+    /// A job finished with an output.
     GenerationsSucceeded,
+    /// A job failed (worker or reconciler).
     GenerationsFailed,
+    /// A failed job was refunded (counted with each failure: the refund is in the same transaction).
     GenerationsRefunded,
     /// Jobs the reconciler failed and refunded because they outlived their deadline (a crash or a timeout).
     GenerationsTimedOut,
@@ -38,6 +46,25 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in declaration order (the dashboard and the README list them all).
+    pub const ALL: [Metric; 15] = [
+        Metric::CodesSent,
+        Metric::CodesFailed,
+        Metric::CodesVerified,
+        Metric::CodesRejected,
+        Metric::SignUps,
+        Metric::CreditsPurchased,
+        Metric::CreditsRefunded,
+        Metric::CreditsRevoked,
+        Metric::CreditsSpent,
+        Metric::GenerationsStarted,
+        Metric::GenerationsSucceeded,
+        Metric::GenerationsFailed,
+        Metric::GenerationsRefunded,
+        Metric::GenerationsTimedOut,
+        Metric::ProviderLatency,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::CodesSent => "CodesSent",
@@ -47,6 +74,7 @@ impl Metric {
             Metric::SignUps => "SignUps",
             Metric::CreditsPurchased => "CreditsPurchased",
             Metric::CreditsRefunded => "CreditsRefunded",
+            Metric::CreditsRevoked => "CreditsRevoked",
             Metric::CreditsSpent => "CreditsSpent",
             Metric::GenerationsStarted => "GenerationsStarted",
             Metric::GenerationsSucceeded => "GenerationsSucceeded",
@@ -113,10 +141,10 @@ impl Metrics for Emf {
     }
 }
 
-/// Keeps totals in memory (tests, the local API).
+/// Keeps every data point in memory (tests, the local API).
 #[derive(Default, Clone)]
 pub struct Recorder {
-    totals: Arc<Mutex<BTreeMap<Metric, f64>>>,
+    points: Arc<Mutex<BTreeMap<Metric, Vec<f64>>>>,
 }
 
 impl Recorder {
@@ -126,13 +154,18 @@ impl Recorder {
 
     /// The sum of everything recorded for `metric`.
     pub fn total(&self, metric: Metric) -> f64 {
-        self.totals.lock().unwrap_or_else(|e| e.into_inner()).get(&metric).copied().unwrap_or(0.0)
+        self.values(metric).iter().sum()
+    }
+
+    /// Every value recorded for `metric`, in the order recorded (one per data point).
+    pub fn values(&self, metric: Metric) -> Vec<f64> {
+        self.points.lock().unwrap_or_else(|e| e.into_inner()).get(&metric).cloned().unwrap_or_default()
     }
 }
 
 impl Metrics for Recorder {
     fn record(&self, metric: Metric, value: f64) {
-        *self.totals.lock().unwrap_or_else(|e| e.into_inner()).entry(metric).or_insert(0.0) += value;
+        self.points.lock().unwrap_or_else(|e| e.into_inner()).entry(metric).or_default().push(value);
     }
 }
 
@@ -163,5 +196,35 @@ mod tests {
         r.record(Metric::CreditsPurchased, 50.0);
         assert_eq!((r.total(Metric::CodesSent), r.total(Metric::CreditsPurchased)), (2.0, 50.0));
         assert_eq!(r.total(Metric::SignUps), 0.0);
+        assert_eq!(r.values(Metric::CodesSent), [1.0, 1.0]);
+        assert!(r.values(Metric::SignUps).is_empty());
+    }
+
+    #[test]
+    fn every_metric_has_its_own_cloudwatch_name() {
+        let names: std::collections::BTreeSet<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len());
+        assert!(Metric::ALL.iter().all(|m| format!("{m:?}") == m.name()), "the name is the variant's");
+        // ALL misses none: a new variant makes this match non-exhaustive until it is listed above.
+        for m in Metric::ALL {
+            match m {
+                Metric::CodesSent
+                | Metric::CodesFailed
+                | Metric::CodesVerified
+                | Metric::CodesRejected
+                | Metric::SignUps
+                | Metric::CreditsPurchased
+                | Metric::CreditsRefunded
+                | Metric::CreditsRevoked
+                | Metric::CreditsSpent
+                | Metric::GenerationsStarted
+                | Metric::GenerationsSucceeded
+                | Metric::GenerationsFailed
+                | Metric::GenerationsRefunded
+                | Metric::GenerationsTimedOut
+                | Metric::ProviderLatency => {}
+            }
+        }
+        assert_eq!(Metric::CreditsRevoked.unit(), "Count");
     }
 }

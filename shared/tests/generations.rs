@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use facemake::domain::{
     object_keys, GenerationStatus, LedgerEntry, LedgerKind, PhoneNumber, TemplateId, UploadId, UserId,
 };
+use facemake::metrics::Metric;
 use facemake::ports::{
     ClaimOutcome, FailFrom, FailOutcome, ImageProvider, JobRef, NewUser, ObjectStore, ProviderError, RefusalKind,
     RenderRequest, RenderedImage, Written,
@@ -209,6 +210,9 @@ async fn two_hundred_concurrent_starts_on_fifty_credits_accept_exactly_fifty(sto
         assert_eq!(spends.len(), 50);
         assert!(ids.iter().all(|id| spends.contains(id.as_str())), "every accepted generation has its spend");
     }
+    // One start and one credit spent recorded per accepted generation; the refused ones record nothing.
+    assert_eq!(w.metrics_values(Metric::GenerationsStarted), [1.0; 100]);
+    assert_eq!(w.metrics_values(Metric::CreditsSpent), [1.0; 100]);
 }
 
 async fn one_idempotency_key_sent_twenty_times_concurrently_charges_once(store: Arc<dyn Store>) {
@@ -235,6 +239,8 @@ async fn one_idempotency_key_sent_twenty_times_concurrently_charges_once(store: 
     assert_eq!(w.balance(&user).await, 4);
     let spends = w.checked_ledger(&user).await.into_iter().filter(|e| e.kind == LedgerKind::Spend).count();
     assert_eq!(spends, 1);
+    assert_eq!(w.metrics_values(Metric::GenerationsStarted), [1.0], "replays record nothing");
+    assert_eq!(w.metrics_values(Metric::CreditsSpent), [1.0]);
 }
 
 async fn a_reused_key_with_another_body_is_refused_and_charges_nothing(store: Arc<dyn Store>) {
@@ -306,6 +312,11 @@ async fn a_transient_provider_error_is_retried_and_charged_once(store: Arc<dyn S
     assert_eq!(kinds, [LedgerKind::Grant, LedgerKind::Spend]);
     // The prepared photo handed to providers is not kept.
     assert!(w.h.objects.keys().iter().all(|k| !k.starts_with("work/")));
+    assert_eq!(w.metrics_values(Metric::GenerationsSucceeded), [1.0]);
+    assert_eq!(w.metrics_values(Metric::ProviderLatency).len(), 1, "one latency per job, both attempts in it");
+    assert!(
+        w.metrics_values(Metric::GenerationsFailed).is_empty() && w.metrics_values(Metric::CreditsRefunded).is_empty()
+    );
 }
 
 async fn a_refusal_fails_the_job_and_refunds_once(store: Arc<dyn Store>) {
@@ -328,6 +339,11 @@ async fn a_refusal_fails_the_job_and_refunds_once(store: Arc<dyn Store>) {
     let ledger = w.checked_ledger(&user).await;
     let kinds: Vec<LedgerKind> = ledger.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [LedgerKind::Grant, LedgerKind::Spend, LedgerKind::Refund]);
+    assert_eq!(w.metrics_values(Metric::GenerationsFailed), [1.0]);
+    assert_eq!(w.metrics_values(Metric::GenerationsRefunded), [1.0]);
+    assert_eq!(w.metrics_values(Metric::CreditsRefunded), [1.0]);
+    assert_eq!(w.metrics_values(Metric::ProviderLatency).len(), 1);
+    assert!(w.metrics_values(Metric::GenerationsTimedOut).is_empty());
     assert_eq!(ledger[2].reference, started.generation.id);
 }
 
@@ -382,6 +398,10 @@ async fn a_worker_killed_mid_job_is_refunded_by_the_reconciler(store: Arc<dyn St
     assert_eq!(late.unwrap(), Written::Conflict);
     assert_eq!(w.worker.process(&job(&queued)).await.unwrap(), JobResult::Skipped);
     assert_eq!(w.metrics_total(facemake::metrics::Metric::GenerationsTimedOut), 2.0);
+    assert_eq!(w.metrics_values(Metric::GenerationsFailed), [1.0, 1.0]);
+    assert_eq!(w.metrics_values(Metric::GenerationsRefunded), [1.0, 1.0]);
+    assert_eq!(w.metrics_values(Metric::CreditsRefunded), [1.0, 1.0], "each job's cost, given back");
+    assert!(w.metrics_values(Metric::ProviderLatency).is_empty(), "no job reached a provider");
     w.checked_ledger(&user).await;
     // Both in-flight slots are free again.
     for i in 0..3 {
@@ -392,6 +412,10 @@ async fn a_worker_killed_mid_job_is_refunded_by_the_reconciler(store: Arc<dyn St
 impl World {
     fn metrics_total(&self, metric: facemake::metrics::Metric) -> f64 {
         self.h.metrics.total(metric)
+    }
+
+    fn metrics_values(&self, metric: Metric) -> Vec<f64> {
+        self.h.metrics.values(metric)
     }
 }
 
@@ -648,4 +672,6 @@ async fn the_reconciler_pages_past_a_full_page_of_jobs_it_cannot_refund_yet(stor
     assert_eq!(g.status, GenerationStatus::Processing);
     assert_eq!(w.balance(&user).await, 5);
     w.checked_ledger(&user).await;
+    assert_eq!(w.metrics_values(Metric::GenerationsTimedOut), [1.0; 5]);
+    assert_eq!(w.metrics_values(Metric::CreditsRefunded), [1.0; 5]);
 }

@@ -143,11 +143,12 @@ impl Credits {
             }
             other => other,
         };
-        // Net credits taken back: a reversal gives back what its refund took.
+        // Net credits taken back by the App Store: a reversal records minus what its refund took. (Credits
+        // given back for failed generations are CreditsRefunded.)
         match &handled {
             Handled::Refund(RefundOutcome::Applied { amount, .. })
             | Handled::RefundReversed(RefundOutcome::Applied { amount, .. }) => {
-                self.metrics.record(Metric::CreditsRefunded, -(*amount as f64));
+                self.metrics.record(Metric::CreditsRevoked, -(*amount as f64));
             }
             _ => {}
         }

@@ -385,7 +385,7 @@ impl Worker {
             Err(e) => return Err(self.release(job, &token, e).await),
         };
         match result {
-            Err(reason) => self.fail(job, &token, &reason).await,
+            Err(reason) => self.fail(job, &token, &reason, g.credits_charged).await,
             Ok((output_key, mut timings)) => {
                 timings.queued_ms = queued_ms;
                 let written = match self.store.succeed(job, &token, &output_key, timings, self.clock.now()).await {
@@ -431,11 +431,13 @@ impl Worker {
         error
     }
 
-    async fn fail(&self, job: &JobRef, token: &str, reason: &str) -> Result<JobResult, PortError> {
+    /// Fails the claimed job and refunds its `credits` (what it was charged).
+    async fn fail(&self, job: &JobRef, token: &str, reason: &str, credits: u64) -> Result<JobResult, PortError> {
         match self.store.fail_and_refund(job, FailFrom::Claim(token.to_owned()), reason, self.clock.now()).await? {
             FailOutcome::Refunded { balance } => {
                 self.metrics.count(Metric::GenerationsFailed);
                 self.metrics.count(Metric::GenerationsRefunded);
+                self.metrics.record(Metric::CreditsRefunded, credits as f64);
                 tracing::info!(generation = %job.generation_id, balance, reason, "generation failed; refunded");
                 Ok(JobResult::Failed { reason: reason.to_owned() })
             }
@@ -557,6 +559,18 @@ impl Worker {
                         self.metrics.count(Metric::GenerationsTimedOut);
                         self.metrics.count(Metric::GenerationsFailed);
                         self.metrics.count(Metric::GenerationsRefunded);
+                        // The refund gave back what the job was charged; the record (now failed) says how much.
+                        match self.store.generation(&job.user_id, &job.generation_id).await {
+                            Ok(Some(g)) => self.metrics.record(Metric::CreditsRefunded, g.credits_charged as f64),
+                            // Gone already (the account was deleted meanwhile) or unreadable: the refund stands,
+                            // only its amount is missing from the metric.
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(
+                                generation = %job.generation_id,
+                                error = %e,
+                                "reading a refunded job for its credits failed; CreditsRefunded not recorded"
+                            ),
+                        }
                         tracing::warn!(generation = %job.generation_id, balance, "overdue job failed and refunded");
                     }
                     Ok(FailOutcome::NotApplicable) => {}
