@@ -402,6 +402,9 @@ pub struct NewGeneration {
     pub idempotency: IdempotencyRecord,
     /// Refuse when the user already has this many generations queued or processing.
     pub max_in_flight: u32,
+    /// The balance as read just before (beside the request's other reads), to charge from without reading
+    /// it again; `None` makes the store read it.
+    pub balance_read: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -214,6 +214,7 @@ impl Deps {
     pub fn generations(&self, catalogue: Arc<CatalogueService>) -> Generations {
         Generations {
             store: self.store.clone(),
+            credits: self.store.clone(),
             objects: self.objects(),
             catalogue,
             dispatcher: self.dispatcher(),

@@ -70,10 +70,10 @@ async fn full_account(h: &Harness) -> (UserId, String) {
     let upload = UploadId::new();
     h.objects.put(&object_keys::upload(&user, &upload), photo(), "image/jpeg").await.unwrap();
     let template = TemplateId::parse("neon-noir").unwrap();
-    let done = generations.start(&user, "a", &template, &upload).await.unwrap();
+    let done = generations.start(&user, "a", &template, &upload, std::future::ready(Ok(false))).await.unwrap();
     let job = JobRef { user_id: user.clone(), generation_id: done.generation.id.clone() };
     h.deps.worker().process(&job).await.unwrap();
-    generations.start(&user, "b", &template, &upload).await.unwrap();
+    generations.start(&user, "b", &template, &upload, std::future::ready(Ok(false))).await.unwrap();
     assert!(h.objects.keys().iter().any(|k| k.starts_with("outputs/")));
     (user, session.refresh_token)
 }

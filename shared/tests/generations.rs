@@ -26,6 +26,7 @@ facemake::store_contract!(
     two_hundred_concurrent_starts_on_fifty_credits_accept_exactly_fifty,
     one_idempotency_key_sent_twenty_times_concurrently_charges_once,
     a_reused_key_with_another_body_is_refused_and_charges_nothing,
+    a_start_for_an_account_being_deleted_writes_nothing,
     the_in_flight_cap_holds_and_frees_when_a_job_finishes,
     unknown_templates_and_missing_uploads_charge_nothing,
     a_transient_provider_error_is_retried_and_charged_once,
@@ -134,7 +135,7 @@ impl World {
     }
 
     async fn start(&self, user: &UserId, key: &str, upload: &UploadId) -> Result<Started, StartError> {
-        self.generations.start(user, key, &TemplateId::parse(TEMPLATE).unwrap(), upload).await
+        self.generations.start(user, key, &TemplateId::parse(TEMPLATE).unwrap(), upload, not_deleted()).await
     }
 
     async fn balance(&self, user: &UserId) -> u64 {
@@ -172,6 +173,11 @@ fn photo() -> Vec<u8> {
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
     bytes
+}
+
+/// The deleted-account check of a start, for an account that is not being deleted.
+fn not_deleted() -> std::future::Ready<Result<bool, facemake::ports::PortError>> {
+    std::future::ready(Ok(false))
 }
 
 fn job(started: &Started) -> JobRef {
@@ -243,6 +249,34 @@ async fn one_idempotency_key_sent_twenty_times_concurrently_charges_once(store: 
     assert_eq!(w.metrics_values(Metric::CreditsSpent), [1.0]);
 }
 
+async fn a_start_for_an_account_being_deleted_writes_nothing(store: Arc<dyn Store>) {
+    let w = world(store, 3, vec![]).await;
+    let user = w.user(5).await;
+    let upload = w.upload(&user, photo()).await;
+    let template = TemplateId::parse(TEMPLATE).unwrap();
+    let refused = w.generations.start(&user, "k", &template, &upload, std::future::ready(Ok(true))).await;
+    assert!(matches!(refused, Err(StartError::AccountDeleted)), "{refused:?}");
+    // A check that fails is no permission either.
+    let failed = w
+        .generations
+        .start(
+            &user,
+            "k",
+            &template,
+            &upload,
+            std::future::ready(Err(facemake::ports::PortError::unavailable("t", "down"))),
+        )
+        .await;
+    assert!(matches!(failed, Err(StartError::Port(_))), "{failed:?}");
+    assert_eq!(w.balance(&user).await, 5, "nothing charged");
+    assert!(w.generations.page(&user, 10, None).await.unwrap().items.is_empty(), "no record");
+    // The key was not taken either: the same request, allowed, starts (once).
+    let started = w.start(&user, "k", &upload).await.unwrap();
+    assert!(!started.replayed);
+    assert_eq!(w.balance(&user).await, 4);
+    w.checked_ledger(&user).await;
+}
+
 async fn a_reused_key_with_another_body_is_refused_and_charges_nothing(store: Arc<dyn Store>) {
     let w = world(store, 3, vec![]).await;
     let user = w.user(5).await;
@@ -282,7 +316,10 @@ async fn unknown_templates_and_missing_uploads_charge_nothing(store: Arc<dyn Sto
     let user = w.user(5).await;
     let upload = w.upload(&user, photo()).await;
     let retired = TemplateId::parse("vaporwave").unwrap();
-    assert!(matches!(w.generations.start(&user, "a", &retired, &upload).await, Err(StartError::UnknownTemplate)));
+    assert!(matches!(
+        w.generations.start(&user, "a", &retired, &upload, not_deleted()).await,
+        Err(StartError::UnknownTemplate)
+    ));
     assert!(matches!(w.start(&user, "b", &UploadId::new()).await, Err(StartError::NoUpload)));
     // Another user's upload id does not reach their photo: uploads live under the owner's prefix.
     let other = w.user(5).await;

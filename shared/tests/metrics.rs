@@ -132,8 +132,10 @@ async fn studio(script: Vec<Result<RenderedImage, ProviderError>>) -> Studio {
 
 impl Studio {
     async fn start(&self, key: &str) -> Result<JobRef, StartError> {
-        let started =
-            self.generations.start(&self.user, key, &TemplateId::parse(TEMPLATE).unwrap(), &self.upload).await?;
+        let started = self
+            .generations
+            .start(&self.user, key, &TemplateId::parse(TEMPLATE).unwrap(), &self.upload, std::future::ready(Ok(false)))
+            .await?;
         Ok(JobRef { user_id: self.user.clone(), generation_id: started.generation.id })
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use facemake::domain::{rfc3339, Generation, TemplateId, UploadId};
 use facemake::http::views::PageView;
 use facemake::http::{
-    decode_cursor, encode_cursor, json, json_body, limit_param, no_content, query_param, ApiError, AuthGuard,
-    ErrorCode, PathParams, Request, Response, Router,
+    decode_cursor, encode_cursor, json, json_body, limit_param, no_content, query_param, AccountCheck, ApiError,
+    AuthGuard, ErrorCode, PathParams, Request, Response, Router,
 };
 use facemake::ports::{DeleteOutcome, KeyProvider};
 use facemake::services::generation::{Generations, StartError, UploadError, MAX_UPLOAD_BYTES};
@@ -155,38 +155,42 @@ fn idempotency_key(req: &Request) -> Result<String, ApiError> {
 }
 
 async fn start(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
-    let user = state.guard.user(&req).await?;
+    // The deleted-account check runs beside the start's reads; the start writes nothing until it passed.
+    let (user, check) = state.guard.user_before_write(&req).await?;
     let key = idempotency_key(&req)?;
     let body: StartRequest = json_body(&req)?;
     let template =
         TemplateId::parse(body.template_id.trim()).map_err(|e| ApiError::validation("templateId", e.to_string()))?;
     let upload = UploadId::parse(body.upload_id.trim()).map_err(|e| ApiError::validation("uploadId", e.to_string()))?;
-    let started = state.generations.start(&user, &key, &template, &upload).await.map_err(|e| match e {
-        StartError::UnknownTemplate => ApiError::validation("templateId", "no such template (or it was retired)"),
-        StartError::NoUpload => ApiError::validation(
-            "uploadId",
-            "no photo was uploaded under this id (upload it to the uploadUrl first; uploads last a day)",
-        ),
-        StartError::Insufficient { balance, cost } => ApiError::new(
-            ErrorCode::InsufficientCredits,
-            format!(
-                "This style costs {cost} credit{} and your balance is {balance}.",
-                if cost == 1 { "" } else { "s" }
+    let started =
+        state.generations.start(&user, &key, &template, &upload, check.deleted()).await.map_err(|e| match e {
+            StartError::AccountDeleted => AccountCheck::refusal(),
+            StartError::UnknownTemplate => ApiError::validation("templateId", "no such template (or it was retired)"),
+            StartError::NoUpload => ApiError::validation(
+                "uploadId",
+                "no photo was uploaded under this id (upload it to the uploadUrl first; uploads last a day)",
             ),
-        ),
-        StartError::TooManyInFlight => {
-            ApiError::rate_limited(5, "You have the maximum number of generations in progress; wait for one to finish.")
-        }
-        StartError::KeyReused => ApiError::new(
-            ErrorCode::IdempotencyKeyReused,
-            "This Idempotency-Key was already used with a different request.",
-        ),
-        StartError::KeyOfDeletedGeneration => ApiError::new(
-            ErrorCode::Conflict,
-            "This Idempotency-Key was used for a generation that has since been deleted.",
-        ),
-        StartError::Port(e) => e.into(),
-    })?;
+            StartError::Insufficient { balance, cost } => ApiError::new(
+                ErrorCode::InsufficientCredits,
+                format!(
+                    "This style costs {cost} credit{} and your balance is {balance}.",
+                    if cost == 1 { "" } else { "s" }
+                ),
+            ),
+            StartError::TooManyInFlight => ApiError::rate_limited(
+                5,
+                "You have the maximum number of generations in progress; wait for one to finish.",
+            ),
+            StartError::KeyReused => ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "This Idempotency-Key was already used with a different request.",
+            ),
+            StartError::KeyOfDeletedGeneration => ApiError::new(
+                ErrorCode::Conflict,
+                "This Idempotency-Key was used for a generation that has since been deleted.",
+            ),
+            StartError::Port(e) => e.into(),
+        })?;
     if !started.replayed {
         tracing::info!(generation = %started.generation.id, template = %template, "generation started");
     }
@@ -234,9 +238,13 @@ async fn get(state: Arc<State>, req: Request, params: PathParams) -> Result<Resp
 }
 
 async fn delete(state: Arc<State>, req: Request, params: PathParams) -> Result<Response<Body>, ApiError> {
-    let user = state.guard.user(&req).await?;
+    let (user, check) = state.guard.user_before_write(&req).await?;
     let id = generation_id(&params)?;
-    match state.generations.delete(&user, id).await? {
+    // The record is read beside the deleted-account check; nothing is deleted until the check passed.
+    let (found, allowed) = tokio::join!(state.generations.get(&user, id), check.confirm());
+    allowed?;
+    let Some(found) = found? else { return Err(ApiError::not_found()) };
+    match state.generations.delete_found(&user, found).await? {
         DeleteOutcome::Deleted(_) => Ok(no_content()),
         DeleteOutcome::NotFound => Err(ApiError::not_found()),
         DeleteOutcome::InFlight => Err(ApiError::new(

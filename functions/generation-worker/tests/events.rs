@@ -30,7 +30,10 @@ async fn started(h: &Harness) -> (facemake::domain::UserId, String, Value) {
         .unwrap();
     h.objects.put(&object_keys::upload(&user, &upload), photo, "image/jpeg").await.unwrap();
     let generations = h.deps.generations(Arc::new(h.deps.catalogue_service()));
-    let g = generations.start(&user, "k", &TemplateId::parse("neon-noir").unwrap(), &upload).await.unwrap();
+    let g = generations
+        .start(&user, "k", &TemplateId::parse("neon-noir").unwrap(), &upload, std::future::ready(Ok(false)))
+        .await
+        .unwrap();
     let id = g.generation.id;
     let batch = fixture("generation-stream-insert.json")
         .replace(FIXTURE_USER, &user.to_string())

@@ -134,9 +134,33 @@ impl ObjectStore for S3Objects {
         Ok(())
     }
 
+    /// One `DeleteObjects` call per 1,000 keys (S3's maximum), not a call per key. A key that is not there
+    /// counts as deleted; a key S3 could not delete fails the call (so the caller's step is re-run).
     async fn delete(&self, keys: &[String]) -> Result<(), PortError> {
-        for key in keys {
-            self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(s3_error)?;
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build().map_err(|e| PortError::internal("images", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| PortError::internal("images", e))?;
+            let out =
+                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(s3_error)?;
+            if let Some(failed) = out.errors.as_deref().and_then(<[_]>::first) {
+                return Err(PortError::unavailable(
+                    "images",
+                    format!(
+                        "{} of {} objects were not deleted (first: {})",
+                        out.errors.as_deref().map_or(0, <[_]>::len),
+                        chunk.len(),
+                        failed.code().unwrap_or("no code")
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -49,6 +49,29 @@ where
         .await
 }
 
+/// A deleted-account check running beside a handler's reads (see [`AuthGuard::user_before_write`]).
+pub struct AccountCheck(tokio::task::JoinHandle<Result<bool, PortError>>);
+
+impl AccountCheck {
+    /// Whether the account is being deleted.
+    pub async fn deleted(self) -> Result<bool, PortError> {
+        self.0.await.map_err(|e| PortError::internal("auth guard", e))?
+    }
+
+    /// `Ok` when the account is not being deleted; 401 INVALID_TOKEN when it is.
+    pub async fn confirm(self) -> Result<(), ApiError> {
+        if self.deleted().await? {
+            return Err(deleted());
+        }
+        Ok(())
+    }
+
+    /// The answer to give when [`AccountCheck::deleted`] said `true`.
+    pub fn refusal() -> ApiError {
+        deleted()
+    }
+}
+
 impl AuthGuard {
     /// The signed-in user, or 401 UNAUTHORIZED (no credentials) / INVALID_TOKEN (bad credentials, or an
     /// account that was deleted while its access token is still unexpired). A write waits for that check
@@ -73,6 +96,15 @@ impl AuthGuard {
             return Err(deleted());
         }
         Ok(user)
+    }
+
+    /// For a write whose handler reads before it writes: the user, with the deleted-account check started
+    /// but not awaited, so it runs beside the handler's reads. The handler must not write before
+    /// [`AccountCheck::deleted`] answered `false` (its result is `Err` 401 when the account is being deleted).
+    pub async fn user_before_write(&self, req: &Request) -> Result<(UserId, AccountCheck), ApiError> {
+        let user = self.token_user(req).await?;
+        let (accounts, id) = (self.accounts.clone(), user.clone());
+        Ok((user, AccountCheck(tokio::spawn(async move { accounts.is_deleted(&id).await }))))
     }
 
     /// The user a valid access token names, whether or not the account is being deleted (for `DELETE

@@ -8,7 +8,7 @@ mod request;
 mod router;
 pub mod views;
 
-pub use auth::AuthGuard;
+pub use auth::{AccountCheck, AuthGuard};
 pub use cursor::{decode_cursor, encode_cursor};
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use request::{

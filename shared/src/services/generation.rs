@@ -11,9 +11,9 @@ use crate::domain::{
 use crate::imaging::{prepare, PrepareLimits};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
-    ClaimOutcome, Clock, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore, IdempotencyRecord,
-    ImageProvider, JobRef, NewGeneration, ObjectStore, PortError, PresignedUpload, ProviderError, RefusalKind,
-    RenderRequest, StartOutcome, Written,
+    ClaimOutcome, Clock, CreditsStore, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore,
+    IdempotencyRecord, ImageProvider, JobRef, NewGeneration, ObjectStore, PortError, PresignedUpload, ProviderError,
+    RefusalKind, RenderRequest, StartOutcome, Written,
 };
 use crate::services::catalogue::CatalogueService;
 
@@ -68,6 +68,8 @@ pub enum StartError {
     KeyReused,
     #[error("idempotency key belongs to a generation that was deleted")]
     KeyOfDeletedGeneration,
+    #[error("the account is being deleted")]
+    AccountDeleted,
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -84,6 +86,8 @@ pub struct Started {
 /// The generate function's use cases.
 pub struct Generations {
     pub store: Arc<dyn GenerationStore>,
+    /// The balance, read beside the other reads of a start so the charge need not read it again.
+    pub credits: Arc<dyn CreditsStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub catalogue: Arc<CatalogueService>,
     pub dispatcher: Arc<dyn Dispatcher>,
@@ -144,22 +148,37 @@ impl Generations {
     }
 
     /// Charges and queues a generation of `upload` in `template`'s style, once per idempotency key.
+    /// `account_deleted` is the caller's deleted-account check: it runs beside the reads a start makes (the
+    /// idempotency record, the upload, the balance, the catalogue), and nothing is written unless it answers
+    /// `false`. So a start waits on two round trips: those reads together, then one transaction.
     pub async fn start(
         &self,
         user: &UserId,
         idempotency_key: &str,
         template: &TemplateId,
         upload: &UploadId,
+        account_deleted: impl std::future::Future<Output = Result<bool, PortError>>,
     ) -> Result<Started, StartError> {
         let key_hash = hex_sha256(&[idempotency_key]);
         let request_hash = hex_sha256(&["POST /v1/generations", template.as_str(), upload.as_str()]);
-        // A repeat answers from the record without touching the balance (or the catalogue, or the bucket).
-        if let Some(record) = self.store.idempotency_record(user, &key_hash).await? {
+        let upload_key = object_keys::upload(user, upload);
+        let (deleted, record, snapshot, head, balance) = tokio::join!(
+            account_deleted,
+            self.store.idempotency_record(user, &key_hash),
+            self.catalogue.snapshot(),
+            self.objects.head(&upload_key),
+            self.credits.balance(user),
+        );
+        if deleted? {
+            return Err(StartError::AccountDeleted);
+        }
+        // A repeat answers from the record without touching the balance (the other reads go unused).
+        if let Some(record) = record? {
             return self.replay(user, &record, &request_hash).await;
         }
-        let snapshot = self.catalogue.snapshot().await?;
+        let snapshot = snapshot?;
         let template = snapshot.get(template).ok_or(StartError::UnknownTemplate)?;
-        if self.objects.head(&object_keys::upload(user, upload)).await?.is_none() {
+        if head?.is_none() {
             return Err(StartError::NoUpload);
         }
         let now = self.clock.now();
@@ -194,6 +213,7 @@ impl Generations {
                 created_at: now,
             },
             max_in_flight: self.config.max_in_flight,
+            balance_read: Some(balance?),
         };
         match self.store.start_generation(&new, now).await? {
             StartOutcome::Started { balance } => {
@@ -252,7 +272,15 @@ impl Generations {
     /// an image nobody can reach. Other generations of the same photo that are still queued then fail and
     /// are refunded (the photo is gone, as the user asked).
     pub async fn delete(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
-        let Some(g) = self.store.generation(user, id).await? else { return Ok(DeleteOutcome::NotFound) };
+        match self.store.generation(user, id).await? {
+            Some(g) => self.delete_found(user, g).await,
+            None => Ok(DeleteOutcome::NotFound),
+        }
+    }
+
+    /// [`Generations::delete`] of a generation the caller has read (with [`Generations::get`]).
+    pub async fn delete_found(&self, user: &UserId, g: Generation) -> Result<DeleteOutcome, PortError> {
+        let id = g.id.as_str();
         if g.status.in_flight() {
             return Ok(DeleteOutcome::InFlight);
         }
@@ -375,11 +403,30 @@ impl Worker {
         tracing::info!(generation = %g.id, template = %g.template_id, attempt = g.attempts, "job claimed");
         let work_key = object_keys::work(&g.user_id, &g.id);
         let result = self.render(&g, &work_key).await;
-        // The prepared photo is only for the provider: drop it whatever happened (the lifecycle rule is the
-        // backstop).
-        if let Err(e) = self.objects.delete(std::slice::from_ref(&work_key)).await {
-            tracing::warn!(error = %e, generation = %g.id, "deleting the prepared photo failed");
-        }
+        // The prepared photo is only for a provider that fetches it: drop it whatever happened, beside the
+        // job's last write rather than before it (the lifecycle rule is the backstop).
+        let cleanup = async {
+            if self.providers.get(g.spec.provider).needs_image_url() {
+                if let Err(e) = self.objects.delete(std::slice::from_ref(&work_key)).await {
+                    tracing::warn!(error = %e, generation = %g.id, "deleting the prepared photo failed");
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(self.finish(job, &token, &g, queued_ms, result), cleanup);
+        outcome
+    }
+
+    /// The job's last write: succeeded, or failed and refunded; the claim given up after an infrastructure
+    /// error.
+    async fn finish(
+        &self,
+        job: &JobRef,
+        token: &str,
+        g: &Generation,
+        queued_ms: u64,
+        result: Result<Result<(String, Timings), String>, PortError>,
+    ) -> Result<JobResult, PortError> {
+        let token = token.to_owned();
         let result = match result {
             Ok(r) => r,
             Err(e) => return Err(self.release(job, &token, e).await),

@@ -160,8 +160,25 @@ impl DynamoStore {
         extra: impl Fn(&LedgerEntry) -> Result<Vec<TransactWriteItem>, PortError>,
         decide: impl Fn(Option<u64>) -> Decision<T>,
     ) -> Result<Change<T>, PortError> {
+        self.change_balance_from(user, now, None, extra, decide).await
+    }
+
+    /// [`DynamoStore::change_balance`], its first attempt computed from `read` (a balance the caller read
+    /// beside its other reads) instead of a read of its own. A stale value only costs a retry: the transaction
+    /// holds only if the balance is still that value.
+    pub(super) async fn change_balance_from<T>(
+        &self,
+        user: &UserId,
+        now: UnixTime,
+        read: Option<u64>,
+        extra: impl Fn(&LedgerEntry) -> Result<Vec<TransactWriteItem>, PortError>,
+        decide: impl Fn(Option<u64>) -> Decision<T>,
+    ) -> Result<Change<T>, PortError> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let current = self.read_balance(user).await?;
+            let current = match (attempt, read) {
+                (1, Some(balance)) => Some(balance),
+                _ => self.read_balance(user).await?,
+            };
             let (entry, then) = match decide(current) {
                 Decision::Stop(t) => return Ok(Change::Stopped(t)),
                 Decision::Apply { entry, then } => (entry, then),

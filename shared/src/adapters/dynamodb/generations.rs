@@ -141,9 +141,10 @@ impl GenerationStore for DynamoStore {
                 .build(),
         )?;
         let change = self
-            .change_balance(
+            .change_balance_from(
                 user,
                 now,
+                new.balance_read,
                 |entry| {
                     let idempotency = IdempotencyItem {
                         pk: user_pk(user),

@@ -1,0 +1,341 @@
+//! Shared pieces of the benchmark tools: order statistics, and a stage of loopback stand-ins (DynamoDB Local
+//! for the tables, moto for the bucket and the secrets) that a deployed function can be pointed at.
+
+use std::collections::BTreeMap;
+
+/// The `q` quantile (0.0–1.0) of `values` by the nearest-rank method; `None` when empty.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The median of `values` (the nearest-rank 50th percentile), or NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    quantile(values, 0.5).unwrap_or(f64::NAN)
+}
+
+/// The SDK configuration a Lambda function would load, with fixed test credentials.
+pub fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"),
+        ))
+        .build()
+}
+
+/// A stage on loopback stand-ins: its tables (created in DynamoDB Local under a prefix and seeded with the
+/// catalogue), its bucket and its three secrets (in moto).
+pub struct LoopbackStage {
+    pub dynamodb_endpoint: String,
+    pub moto_endpoint: String,
+    pub tables: facemake::config::Tables,
+    pub bucket: String,
+    pub app_secret_arn: String,
+    pub sms_secret_arn: String,
+    pub provider_secret_arn: String,
+}
+
+impl LoopbackStage {
+    /// Creates the stage's resources under `prefix` (idempotent where the stand-ins allow it).
+    pub async fn create(dynamodb_endpoint: &str, moto_endpoint: &str, prefix: &str) -> Result<Self, String> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(dynamodb_endpoint));
+        let tables = facemake::adapters::dynamodb::schema::create_tables(&dynamodb, prefix)
+            .await
+            .map_err(|e| format!("creating the tables: {e}"))?;
+        let store = facemake::adapters::dynamodb::DynamoStore::new(dynamodb, tables.clone());
+        facemake::services::catalogue::seed_catalogue(&store, &local_api::catalogue_dir().join("catalogue.yaml"))
+            .await?;
+
+        let moto = sdk(moto_endpoint);
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&moto).force_path_style(true).build());
+        let bucket = format!("{}images", prefix.to_lowercase());
+        s3.create_bucket().bucket(&bucket).send().await.map_err(|e| format!("creating the bucket: {e:?}"))?;
+
+        let secrets = aws_sdk_secretsmanager::Client::new(&moto);
+        let secret = |name: String, value: serde_json::Value| {
+            let secrets = secrets.clone();
+            async move {
+                let out = secrets
+                    .create_secret()
+                    .name(name)
+                    .secret_string(value.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| format!("creating a secret: {e:?}"))?;
+                out.arn().map(str::to_owned).ok_or_else(|| "a created secret has no ARN".to_owned())
+            }
+        };
+        let app_secret_arn = secret(format!("{prefix}app"), serde_json::json!({"signingKey": "b".repeat(64)})).await?;
+        let sms_secret_arn = secret(
+            format!("{prefix}sms"),
+            serde_json::json!({"accountSid": "AC1", "authToken": "tok", "fromNumber": "+15005550006", "messagingServiceSid": ""}),
+        )
+        .await?;
+        let provider_secret_arn = secret(
+            format!("{prefix}providers"),
+            serde_json::json!({"openaiApiKey": "sk-bench", "replicateApiToken": "r8_bench"}),
+        )
+        .await?;
+        Ok(Self {
+            dynamodb_endpoint: dynamodb_endpoint.to_owned(),
+            moto_endpoint: moto_endpoint.to_owned(),
+            tables,
+            bucket,
+            app_secret_arn,
+            sms_secret_arn,
+            provider_secret_arn,
+        })
+    }
+
+    /// The environment template.yaml gives a function of this stage, with every AWS endpoint and every
+    /// outside service (`stub`: Twilio and the image providers) on loopback.
+    pub fn function_env(&self, stub: &str) -> BTreeMap<String, String> {
+        let t = &self.tables;
+        [
+            ("STAGE", "bench"),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+            ("USERS_TABLE", t.users.as_str()),
+            ("CREDITS_TABLE", t.credits.as_str()),
+            ("CODES_TABLE", t.codes.as_str()),
+            ("SESSIONS_TABLE", t.sessions.as_str()),
+            ("CATALOGUE_TABLE", t.catalogue.as_str()),
+            ("GENERATIONS_TABLE", t.generations.as_str()),
+            ("IMAGES_BUCKET", self.bucket.as_str()),
+            ("APP_SECRET_ARN", self.app_secret_arn.as_str()),
+            ("SMS_SECRET_ARN", self.sms_secret_arn.as_str()),
+            ("PROVIDER_SECRET_ARN", self.provider_secret_arn.as_str()),
+            ("TWILIO_API_BASE", stub),
+            ("OPENAI_API_BASE", stub),
+            ("REPLICATE_API_BASE", stub),
+            ("PREVIEW_BASE_URL", "https://d111111abcdef8.cloudfront.net"),
+            ("CREDIT_PRODUCTS", "app.facemake.credits.10=10,app.facemake.credits.50=50"),
+            ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),
+            ("APP_STORE_ENVIRONMENT", "Sandbox"),
+            ("ALLOWED_COUNTRIES", "US,GB"),
+            ("TOKEN_ISSUER", "facemake-bench"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_SESSION_TOKEN", "bench"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_S3", self.moto_endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.moto_endpoint.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&v, 0.5), Some(3.0));
+        assert_eq!(quantile(&v, 0.0), Some(1.0));
+        assert_eq!(quantile(&v, 1.0), Some(5.0));
+        assert_eq!(quantile(&v, 0.99), Some(5.0));
+        assert_eq!(quantile(&v, 0.2), Some(1.0));
+        assert_eq!(quantile(&v, 0.21), Some(2.0));
+        assert_eq!(quantile(&[], 0.5), None);
+        assert!(median(&[]).is_nan());
+    }
+}
+
+pub mod proxy {
+    //! A counting proxy for AWS calls: the SDK clients are pointed at it instead of DynamoDB Local or moto,
+    //! it holds each call for a fixed delay, forwards it, and logs when it arrived and when it was answered.
+    //! Calls a request makes one after the other then never overlap, and calls it makes together always do,
+    //! so the log tells how many *sequential* round trips the request waited on ([`depth`]).
+
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::TcpListener;
+
+    /// One AWS call as the proxy saw it.
+    #[derive(Debug, Clone)]
+    pub struct Call {
+        /// `GetItem`, `TransactWriteItems`, `GetSecretValue`, `S3 HeadObject`, ...
+        pub operation: String,
+        pub arrived: Instant,
+        pub answered: Instant,
+    }
+
+    /// The calls of every proxy sharing it, in arrival order.
+    #[derive(Debug, Clone, Default)]
+    pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+
+    impl CallLog {
+        pub fn take(&self) -> Vec<Call> {
+            let mut calls = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+            calls.sort_by_key(|c| c.arrived);
+            calls
+        }
+
+        fn push(&self, call: Call) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+        }
+    }
+
+    /// How many calls of `calls` ran one after the other at most: a call's depth is one more than the
+    /// deepest call answered before it arrived.
+    pub fn depth(calls: &[Call]) -> usize {
+        let mut depths: Vec<usize> = Vec::with_capacity(calls.len());
+        for (i, call) in calls.iter().enumerate() {
+            let before = calls[..i]
+                .iter()
+                .zip(&depths)
+                .filter(|(p, _)| p.answered <= call.arrived)
+                .map(|(_, d)| *d)
+                .max()
+                .unwrap_or(0);
+            depths.push(before + 1);
+        }
+        depths.into_iter().max().unwrap_or(0)
+    }
+
+    /// The operation a request names: DynamoDB and Secrets Manager in `x-amz-target`, S3 by method and query.
+    fn operation(req: &http::request::Parts) -> String {
+        if let Some(target) = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+            return target.rsplit('.').next().unwrap_or(target).to_owned();
+        }
+        let query = req.uri.query().unwrap_or("");
+        let op = match req.method.as_str() {
+            "HEAD" => "HeadObject",
+            "GET" if query.contains("list-type=2") => "ListObjectsV2",
+            "GET" => "GetObject",
+            "PUT" => "PutObject",
+            "DELETE" => "DeleteObject",
+            "POST" if query.contains("delete") => "DeleteObjects",
+            other => other,
+        };
+        format!("S3 {op}")
+    }
+
+    /// A proxy in front of `upstream` on a loopback port.
+    pub struct CountingProxy {
+        pub url: String,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for CountingProxy {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl CountingProxy {
+        pub async fn start(upstream: &str, delay: Duration, log: CallLog) -> std::io::Result<Self> {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let upstream = upstream.trim_end_matches('/').to_owned();
+            let client = reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?;
+            let task = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req: http::Request<Incoming>| {
+                            let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+                            async move { Ok::<_, Infallible>(forward(&client, &upstream, delay, &log, req).await) }
+                        });
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            });
+            Ok(Self { url, task })
+        }
+    }
+
+    async fn forward(
+        client: &reqwest::Client,
+        upstream: &str,
+        delay: Duration,
+        log: &CallLog,
+        req: http::Request<Incoming>,
+    ) -> http::Response<Full<Bytes>> {
+        let arrived = Instant::now();
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        tokio::time::sleep(delay).await;
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+        for (name, value) in &parts.headers {
+            if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+                out = out.header(name, value);
+            }
+        }
+        let mut response = match out.send().await {
+            Ok(upstream_response) => {
+                let status = upstream_response.status();
+                let headers = upstream_response.headers().clone();
+                let bytes = upstream_response.bytes().await.unwrap_or_default();
+                let mut r = http::Response::new(Full::new(bytes));
+                *r.status_mut() = status;
+                for (name, value) in &headers {
+                    if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+                        r.headers_mut().insert(name, value.clone());
+                    }
+                }
+                r
+            }
+            Err(_) => {
+                let mut r = http::Response::new(Full::new(Bytes::from_static(b"proxy: upstream unreachable")));
+                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                r
+            }
+        };
+        response.headers_mut().remove(http::header::CONNECTION);
+        log.push(Call { operation: operation(&parts), arrived, answered: Instant::now() });
+        response
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn call(start_ms: u64, end_ms: u64) -> Call {
+            let t0 = Instant::now();
+            Call {
+                operation: "x".into(),
+                arrived: t0 + Duration::from_millis(start_ms),
+                answered: t0 + Duration::from_millis(end_ms),
+            }
+        }
+
+        #[test]
+        fn depth_counts_calls_that_waited_on_each_other() {
+            assert_eq!(depth(&[]), 0);
+            assert_eq!(depth(&[call(0, 10)]), 1);
+            // Two at once, then one after both: 2.
+            assert_eq!(depth(&[call(0, 10), call(1, 11), call(12, 22)]), 2);
+            // A chain of three: 3.
+            assert_eq!(depth(&[call(0, 10), call(11, 21), call(22, 32)]), 3);
+            // A long call beside a chain of two: 2.
+            assert_eq!(depth(&[call(0, 30), call(1, 11), call(12, 22)]), 2);
+            // A call that started before the first one ended did not wait on it.
+            assert_eq!(depth(&[call(0, 10), call(9, 19)]), 1);
+        }
+    }
+}
