@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{read, Api};
+use common::Api;
 use facemake::adapters::keys::keys_from_master;
 use facemake::adapters::memory::MemoryStore;
-use facemake::ports::{Clock, SystemClock};
+use facemake::adapters::providers::local::LocalRenderer;
+use facemake::ports::{AccountStore, Clock, ImageProvider, ProviderError, RenderRequest, RenderedImage, SystemClock};
+use facemake::services::generation::Providers;
 use facemake::tokens::{AccessClaims, AccessTokens};
 use local_api::LOCAL_SIGNING_KEY;
 use reqwest::StatusCode;
@@ -36,15 +38,8 @@ async fn sign_in_journey(api: &Api, phone: &str) {
 
     let (status, me) = api.get("/v1/me", Some(&access)).await;
     assert_eq!((status, &me["id"]), (StatusCode::OK, &session["user"]["id"]));
-    let patched = api
-        .http
-        .patch(format!("{}/v1/me", api.base))
-        .bearer_auth(&access)
-        .json(&json!({"displayName": "Ada Lovelace"}))
-        .send()
-        .await
-        .unwrap();
-    let (status, me) = read(patched).await;
+    let (status, me) =
+        api.call(reqwest::Method::PATCH, "/v1/me", Some(json!({"displayName": "Ada Lovelace"})), Some(&access)).await;
     assert_eq!((status, me["displayName"].as_str()), (StatusCode::OK, Some("Ada Lovelace")));
 
     let (status, rotated) = api.post("/v1/auth/refresh", json!({"refreshToken": refresh}), None).await;
@@ -198,4 +193,257 @@ async fn the_local_api_serves_its_openapi_document_and_a_docs_page() {
     assert_eq!(yaml.headers()["content-type"], "application/yaml");
     let page = api.http.get(format!("{}/docs", api.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("/openapi.json"));
+}
+
+/// A provider that holds every job until `open` is set, then renders like the local renderer: keeps
+/// generations in flight for as long as the test needs them there.
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl ImageProvider for Gate {
+    fn needs_image_url(&self) -> bool {
+        false
+    }
+    async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
+        while !self.open.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        LocalRenderer.render(request).await
+    }
+}
+
+/// A real JPEG for uploads.
+fn photo() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(60, 80, |x, y| image::Rgb([(x * 4) as u8, (y * 3) as u8, 90]));
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+    bytes
+}
+
+async fn start_generation(
+    api: &Api,
+    key: &str,
+    template: &str,
+    upload_id: &str,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let body = json!({"templateId": template, "uploadId": upload_id});
+    api.call_with(reqwest::Method::POST, "/v1/generations", Some(body), token, &[("Idempotency-Key", key)]).await
+}
+
+/// A `(status, error code)` pair, for asserting on an answer.
+fn outcome((status, body): &(StatusCode, serde_json::Value)) -> (u16, Option<&str>) {
+    (status.as_u16(), body["error"]["code"].as_str())
+}
+
+/// Every non-5xx status docs/openapi.yaml documents for an operation is one the local API really answers: a
+/// tour of the API through the checked helpers (each answer validated against the spec and recorded), then
+/// the record is compared with the spec. A status nobody can produce is a spec that promises too much; one
+/// the handlers answer that the spec does not list fails the check of that call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_status_of_every_operation_is_answered() {
+    use reqwest::Method;
+    let store = Arc::new(MemoryStore::new());
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let providers = Providers::all(Arc::new(Gate { open: open.clone() }));
+    let api = Api::start_with(store.clone(), providers).await;
+    let json_ct = "application/json";
+    // Over the 64 KiB body limit (JSON, not blank: a blank body is an absent one where the body is optional).
+    let huge = || format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000)).into_bytes();
+    let key = |k: &'static str| [("Idempotency-Key", k)];
+
+    // Sign-in: the README journey (202, 429, 200, 400, 401, 204 ...), then the rest of the auth statuses.
+    sign_in_journey(&api, "+14155550140").await;
+    let (post, patch, delete, put) = (Method::POST, Method::PATCH, Method::DELETE, Method::PUT);
+    for path in ["/v1/auth/send-code", "/v1/auth/verify-code", "/v1/auth/refresh", "/v1/webhooks/app-store"] {
+        assert_eq!(outcome(&api.raw(post.clone(), path, "text/plain", b"{}".to_vec()).await).0, 415, "{path}");
+        assert_eq!(outcome(&api.raw(post.clone(), path, json_ct, huge()).await).0, 413, "{path}");
+    }
+    let bad_phone = api.post("/v1/auth/send-code", json!({"phone": "+1"}), None).await;
+    assert_eq!(outcome(&bad_phone), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.post("/v1/auth/refresh", json!({}), None).await), (400, Some("VALIDATION_ERROR")));
+    // A code guessed wrong until it is used up.
+    let phone = "+14155550141";
+    api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
+    let code = api.code_for(phone).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut last = (StatusCode::OK, serde_json::Value::Null);
+    for _ in 0..6 {
+        last = api.post("/v1/auth/verify-code", json!({"phone": phone, "code": wrong}), None).await;
+    }
+    assert_eq!(outcome(&last), (429, Some("TOO_MANY_ATTEMPTS")));
+    // A number whose account is being deleted (the deletion was interrupted): the code is spent, no session.
+    // (The local reconciler, which would finish the deletion, ran at start and next runs in 30 s.)
+    let phone = "+14155550142";
+    let doomed = facemake::domain::UserId::new();
+    let now = SystemClock.now();
+    let new = facemake::ports::NewUser {
+        id: doomed.clone(),
+        phone: facemake::domain::PhoneNumber::parse(phone, None).unwrap(),
+        created_at: now,
+        starter_grant: None,
+    };
+    store.create_user(&new).await.unwrap();
+    store.mark_deleted(&doomed, now).await.unwrap();
+    api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
+    let code = api.code_for(phone).await;
+    let answer = api.post("/v1/auth/verify-code", json!({"phone": phone, "code": code}), None).await;
+    assert_eq!(outcome(&answer), (409, Some("CONFLICT")));
+
+    // The account.
+    let token = api.sign_in("+14155550143").await;
+    let t = Some(token.as_str());
+    for path in ["/v1/me", "/v1/credits", "/v1/credits/history", "/v1/me/favorites", "/v1/generations"] {
+        assert_eq!(outcome(&api.get(path, None).await).0, 401, "{path}");
+    }
+    for path in ["/v1/me/favorites?limit=0", "/v1/credits/history?limit=0", "/v1/generations?limit=0"] {
+        assert_eq!(outcome(&api.get(path, t).await), (400, Some("VALIDATION_ERROR")), "{path}");
+    }
+    for path in ["/v1/me/favorites", "/v1/credits/history"] {
+        assert_eq!(outcome(&api.get(path, t).await).0, 200, "{path}");
+    }
+    let bad_name = api.call(patch.clone(), "/v1/me", Some(json!({"displayName": 5})), t).await;
+    assert_eq!(outcome(&bad_name), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.call(patch.clone(), "/v1/me", Some(json!({})), None).await).0, 401);
+    let bad_logout = api.post("/v1/auth/logout", json!({"all": "yes"}), t).await;
+    assert_eq!(outcome(&bad_logout), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.post("/v1/auth/logout", json!({}), None).await).0, 401);
+    for (method, path) in [
+        (post.clone(), "/v1/auth/logout"),
+        (patch.clone(), "/v1/me"),
+        (post.clone(), "/v1/credits/purchases"),
+        (post.clone(), "/v1/uploads"),
+        (post.clone(), "/v1/generations"),
+    ] {
+        let plain = api.raw_with(method.clone(), path, "text/plain", b"{}".to_vec(), t, &key("k-415")).await;
+        assert_eq!(outcome(&plain).0, 415, "{method} {path}");
+        let big = api.raw_with(method.clone(), path, json_ct, huge(), t, &key("k-413")).await;
+        assert_eq!(outcome(&big).0, 413, "{method} {path}");
+    }
+
+    // The catalogue: anonymous, signed in, and with a token that is not one.
+    let bad_token = Some("not-a-token");
+    assert_eq!(outcome(&api.get("/v1/templates/categories", None).await).0, 200);
+    assert_eq!(outcome(&api.get("/v1/templates", t).await).0, 200);
+    assert_eq!(outcome(&api.get("/v1/templates?limit=0", None).await), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.get("/v1/templates", bad_token).await).0, 401);
+    assert_eq!(outcome(&api.get("/v1/templates/neon-noir", None).await).0, 200);
+    assert_eq!(outcome(&api.get("/v1/templates/neon-noir", bad_token).await).0, 401);
+    assert_eq!(outcome(&api.get("/v1/templates/no-such-style", None).await).0, 404);
+    for method in [put.clone(), delete.clone()] {
+        let path = "/v1/templates/neon-noir/favorite";
+        assert_eq!(outcome(&api.call(method.clone(), path, None, t).await).0, 204, "{method}");
+        assert_eq!(outcome(&api.call(method.clone(), path, None, None).await).0, 401, "{method}");
+        // Not a template id at all (removing an unknown but well-formed one is a no-op, 204).
+        let unknown = api.call(method.clone(), "/v1/templates/NOT_A_SLUG/favorite", None, t).await;
+        assert_eq!(outcome(&unknown).0, 404, "{method}");
+    }
+
+    // Credits: a purchase (signed by the local StoreKit stand-in), its repeat by another account, garbage.
+    let (_, signed) =
+        api.post("/_local/app-store/transactions", json!({"productId": "app.facemake.credits.50"}), None).await;
+    let purchase = json!({"signedTransaction": signed["signedTransaction"]});
+    assert_eq!(outcome(&api.post("/v1/credits/purchases", purchase.clone(), t).await).0, 200);
+    let (status, credits) = api.get("/v1/credits", t).await;
+    assert_eq!((status.as_u16(), &credits["balance"]), (200, &json!(53)));
+    assert_eq!(outcome(&api.post("/v1/credits/purchases", purchase.clone(), None).await).0, 401);
+    let thief = api.sign_in("+14155550144").await;
+    let stolen = api.post("/v1/credits/purchases", purchase, Some(&thief)).await;
+    assert_eq!(outcome(&stolen), (409, Some("CONFLICT")));
+    let forged = api.post("/v1/credits/purchases", json!({"signedTransaction": "a.b.c"}), t).await;
+    assert_eq!(outcome(&forged), (400, Some("INVALID_PURCHASE")));
+    let (_, notification) = api
+        .post(
+            "/_local/app-store/notifications",
+            json!({"notificationType": "TEST", "transactionId": signed["transactionId"]}),
+            None,
+        )
+        .await;
+    let webhook = api.post("/v1/webhooks/app-store", json!({"signedPayload": notification["signedPayload"]}), None);
+    assert_eq!(outcome(&webhook.await).0, 200);
+    let bad = api.post("/v1/webhooks/app-store", json!({"signedPayload": "x.y.z"}), None).await;
+    assert_eq!(outcome(&bad), (400, Some("VALIDATION_ERROR")));
+
+    // Uploads.
+    let upload_body = |ct: &str, len: usize| json!({"contentType": ct, "contentLength": len});
+    assert_eq!(outcome(&api.post("/v1/uploads", upload_body("image/jpeg", 10), None).await).0, 401);
+    assert_eq!(outcome(&api.post("/v1/uploads", upload_body("image/jpeg", 0), t).await).0, 400);
+    assert_eq!(outcome(&api.post("/v1/uploads", upload_body("image/gif", 10), t).await).0, 415);
+    assert_eq!(outcome(&api.post("/v1/uploads", upload_body("image/jpeg", 20 << 20), t).await).0, 413);
+    let upload = |token: String| {
+        let api = &api;
+        async move {
+            let bytes = photo();
+            let (status, slot) = api.post("/v1/uploads", upload_body("image/jpeg", bytes.len()), Some(&token)).await;
+            assert_eq!(status, 201, "{slot}");
+            let mut put = api.http.put(slot["uploadUrl"].as_str().unwrap()).body(bytes);
+            for (name, value) in slot["headers"].as_object().unwrap() {
+                put = put.header(name.as_str(), value.as_str().unwrap());
+            }
+            assert_eq!(put.send().await.unwrap().status(), 200);
+            slot["uploadId"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // Generations, held in flight by the gate: three start, a fourth is over the cap, none can be deleted yet.
+    let upload_id = upload(token.clone()).await;
+    let no_key = json!({"templateId": "neon-noir", "uploadId": upload_id});
+    assert_eq!(outcome(&api.call(post.clone(), "/v1/generations", Some(no_key), t).await).0, 400, "no key");
+    assert_eq!(outcome(&start_generation(&api, "g1", "neon-noir", &upload_id, None).await).0, 401);
+    let mut ids = Vec::new();
+    for k in ["g1", "g2", "g3"] {
+        let (status, started) = start_generation(&api, k, "neon-noir", &upload_id, t).await;
+        assert_eq!(status, 202, "{started}");
+        ids.push(started["generation"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(outcome(&start_generation(&api, "g4", "neon-noir", &upload_id, t).await), (429, Some("RATE_LIMITED")));
+    assert_eq!(
+        outcome(&start_generation(&api, "g1", "pop-art", &upload_id, t).await),
+        (422, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+    let first = format!("/v1/generations/{}", ids[0]);
+    assert_eq!(outcome(&api.call(delete.clone(), &first, None, t).await), (409, Some("CONFLICT")));
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    for id in &ids {
+        let mut done = false;
+        for _ in 0..300 {
+            let (status, g) = api.get(&format!("/v1/generations/{id}"), t).await;
+            assert_eq!(status, 200, "{g}");
+            if g["status"] == "succeeded" {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(done, "generation {id} did not succeed");
+    }
+    assert_eq!(outcome(&api.get("/v1/generations", t).await).0, 200);
+    assert_eq!(outcome(&api.get(&first, None).await).0, 401);
+    assert_eq!(outcome(&api.call(delete.clone(), &first, None, None).await).0, 401);
+    assert_eq!(outcome(&api.call(delete.clone(), &first, None, t).await).0, 204);
+    assert_eq!(outcome(&api.get(&first, t).await).0, 404);
+    assert_eq!(outcome(&api.call(delete.clone(), &first, None, t).await).0, 404);
+    assert_eq!(
+        outcome(&start_generation(&api, "g1", "neon-noir", &upload_id, t).await),
+        (409, Some("CONFLICT")),
+        "the key of a deleted one"
+    );
+    // Too few credits: 3 starter credits, a 3-credit style, then nothing left.
+    let poor = api.sign_in("+14155550145").await;
+    let poor_upload = upload(poor.clone()).await;
+    let spent = start_generation(&api, "p1", "astronaut", &poor_upload, Some(&poor)).await;
+    assert_eq!(outcome(&spent).0, 202);
+    let broke = start_generation(&api, "p2", "neon-noir", &poor_upload, Some(&poor)).await;
+    assert_eq!(outcome(&broke), (402, Some("INSUFFICIENT_CREDITS")));
+
+    // Deleting the account; its token is refused afterwards.
+    assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, None).await).0, 401);
+    assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, Some(&thief)).await).0, 204);
+    assert_eq!(outcome(&api.get("/v1/me", Some(&thief)).await).0, 401);
+
+    let observed = api.observed.lock().unwrap().clone();
+    let missing: Vec<_> = common::openapi::documented_statuses().difference(&observed).cloned().collect();
+    assert!(missing.is_empty(), "documented but never answered in the tour: {missing:#?}");
 }

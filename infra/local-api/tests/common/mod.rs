@@ -18,7 +18,13 @@ use serde_json::{json, Value};
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    /// Every documented `(METHOD, path template, status)` this client saw answered, checked against the spec.
+    /// Clients may share one (`observed: a.observed.clone()`).
+    pub observed: Observed,
 }
+
+/// What a client observed, shared between clones.
+pub type Observed = Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String, u16)>>>;
 
 impl Api {
     /// The local API over `store` on a random loopback port.
@@ -46,7 +52,15 @@ impl Api {
         .await
         .unwrap();
         tokio::spawn(api.serve(listener));
-        Self { base, http: reqwest::Client::new() }
+        Self { base, http: reqwest::Client::new(), observed: Observed::default() }
+    }
+
+    /// Checks a response against docs/openapi.yaml and records it as observed.
+    fn checked(&self, method: &Method, path: &str, status: StatusCode, body: &Value) {
+        openapi::check(method.as_str(), path, status.as_u16(), body);
+        if let Some((method, template)) = openapi::operation(method.as_str(), path) {
+            self.observed.lock().unwrap().insert((method, template, status.as_u16()));
+        }
     }
 
     /// A JSON request; the answer is checked against docs/openapi.yaml.
@@ -80,7 +94,7 @@ impl Api {
             req = req.bearer_auth(t);
         }
         let (status, body) = read(req.send().await.unwrap()).await;
-        openapi::check(method.as_str(), path, status.as_u16(), &body);
+        self.checked(&method, path, status, &body);
         (status, body)
     }
 
@@ -94,13 +108,32 @@ impl Api {
 
     /// A request with any content type and raw body bytes.
     pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let req = self
+        self.raw_with(method, path, content_type, body, None, &[]).await
+    }
+
+    /// [`Api::raw`] with a bearer token and extra request headers.
+    pub async fn raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
             .header("content-type", content_type)
             .body(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         let (status, body) = read(req.send().await.unwrap()).await;
-        openapi::check(method.as_str(), path, status.as_u16(), &body);
+        self.checked(&method, path, status, &body);
         (status, body)
     }
 

@@ -90,6 +90,30 @@ fn check_error_code(body: &Value) {
     }
 }
 
+/// The spec's `(METHOD, path template)` of a request, if it is a documented operation.
+pub fn operation(method: &str, path_and_query: &str) -> Option<(String, String)> {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    let doc = &spec().doc;
+    let method = method.to_lowercase();
+    let template = template_for(doc, path).filter(|t| doc["paths"][t].get(&method).is_some())?;
+    Some((method.to_uppercase(), template))
+}
+
+/// Every `(METHOD, path template, status)` the spec documents, 5xx left out (a correct server does not
+/// answer those on purpose).
+pub fn documented_statuses() -> std::collections::BTreeSet<(String, String, u16)> {
+    let mut out = std::collections::BTreeSet::new();
+    for (method, path) in operations() {
+        let responses = &spec().doc["paths"][&path][method.to_lowercase()]["responses"];
+        for status in responses.as_object().into_iter().flatten().filter_map(|(s, _)| s.parse::<u16>().ok()) {
+            if status < 500 {
+                out.insert((method.clone(), path.clone(), status));
+            }
+        }
+    }
+    out
+}
+
 /// Panics unless `status` and `body` are what docs/openapi.yaml documents for `method path`.
 pub fn check(method: &str, path_and_query: &str, status: u16, body: &Value) {
     check_error_code(body);
