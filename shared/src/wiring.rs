@@ -78,9 +78,36 @@ pub enum Media {
 }
 
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
-/// locally: `AWS_ENDPOINT_URL*` may point the clients at DynamoDB Local or LocalStack).
+/// locally: `AWS_ENDPOINT_URL*` may point the clients at DynamoDB Local or LocalStack), with
+/// [`aws_http_client`].
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client()).load().await
+}
+
+/// The roots AWS service endpoints chain to: Amazon Root CA 1–4 and Starfield Services Root CA G2 (Amazon
+/// Trust Services), as Debian's ca-certificates 20230311 ships them; `config::tests` pins their fingerprints.
+pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+
+/// The SDK's default HTTP client (hyper, rustls with aws-lc, proxy settings from the environment) trusting
+/// [`AMAZON_TRUST_SERVICES`] only. The default trusts the platform's roots, which rustls-native-certs loads
+/// from every file of the system store: on this project's build machine that was 5–6 ms of each cold start
+/// (docs/benchmarks.md), for roots no AWS endpoint uses. Outbound calls to Twilio and the image providers go
+/// through reqwest, with its own roots.
+pub fn aws_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    use aws_smithy_http_client::{proxy::ProxyConfig, Builder, ConnectorBuilder};
+    let trust = TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES);
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let context = TlsContext::builder().with_trust_store(trust.clone()).build().unwrap_or_default();
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context);
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 impl Deps {
@@ -282,4 +309,36 @@ where
         |event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>| handle(state.clone(), event.payload),
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_trust_store_is_exactly_amazon_trust_services() {
+        let mut fingerprints = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(AMAZON_TRUST_SERVICES) {
+            let pem = pem.unwrap();
+            let cert = pem.parse_x509().unwrap();
+            assert!(cert.tbs_certificate.is_ca(), "{}", cert.subject());
+            assert_eq!(cert.subject(), cert.issuer(), "a self-signed root: {}", cert.subject());
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pem.contents);
+            fingerprints.push(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        }
+        // Published SHA-256 fingerprints (amazontrust.com/repository): Amazon Root CA 1, 2, 3, 4 and
+        // Starfield Services Root Certificate Authority - G2.
+        assert_eq!(
+            fingerprints,
+            [
+                "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e",
+                "1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4",
+                "18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4",
+                "e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092",
+                "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5",
+            ]
+        );
+        // The client builds from them without touching the system's store.
+        let _ = aws_http_client();
+    }
 }
