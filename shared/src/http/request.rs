@@ -109,6 +109,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
 /// Like [`json_body`], but an absent body is `None` (and then needs no content type).
 pub fn optional_json_body<T: DeserializeOwned>(req: &Request) -> Result<Option<T>, ApiError> {
     let bytes = body_bytes(req);
+    check_size(bytes)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -163,6 +164,14 @@ mod tests {
 
     fn code(r: Result<Phone, ApiError>) -> ErrorCode {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn an_optional_body_is_held_to_the_size_limit_even_when_blank() {
+        let blank = " ".repeat(JSON_BODY_LIMIT + 1);
+        let err = optional_json_body::<Phone>(&req(Some("application/json"), &blank)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PayloadTooLarge);
+        assert!(optional_json_body::<Phone>(&req(None, "  \n")).unwrap().is_none());
     }
 
     #[test]

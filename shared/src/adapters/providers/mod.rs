@@ -212,11 +212,15 @@ pub(crate) async fn read_capped(
 pub(crate) fn scrub(message: &str, secret: &str) -> String {
     let message = if secret.is_empty() { message.to_owned() } else { message.replace(secret, "[redacted]") };
     let words: Vec<&str> = message
-        .split(' ')
+        .split(|c: char| c.is_whitespace())
         .map(|w| {
             let bare = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
             if bare.starts_with("sk-") || bare.starts_with("r8_") {
                 "[redacted]"
+            } else if w.contains("://") {
+                // A provider quoting its input quotes the photo's presigned URL: its key names the user and its
+                // query carries a signature.
+                "[url]"
             } else {
                 w
             }
@@ -330,5 +334,10 @@ mod tests {
         assert!(!text.contains("sk-") && !text.contains("r8_") && !text.contains("my-secret-token"), "{text}");
         assert!(text.starts_with("Incorrect API key provided: [redacted]"), "{text}");
         assert_eq!(scrub(&"x".repeat(1000), "").len(), 300);
+        let quoted = scrub(
+            "could not fetch 'https://images.s3.amazonaws.com/work/01K/01J.jpg?X-Amz-Signature=abc123'\nretry",
+            "",
+        );
+        assert_eq!(quoted, "could not fetch [url] retry");
     }
 }
