@@ -22,7 +22,7 @@ use facemake::testkit::{self, ManualClock, PREVIEW_BASE_URL, TEST_MASTER_KEY};
 use facemake::tokens::AccessTokens;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use image::{ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use image::{ImageDecoder, ImageFormat, ImageReader};
 
 /// Measurement and warm-up of the fast groups: the whole run stays under two minutes after compiling.
 const SHORT: Duration = Duration::from_secs(3);
@@ -181,42 +181,8 @@ fn catalogue(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------------------
 // imaging
 
-/// An EXIF APP1 segment holding only Orientation = 6 (stored sideways: rotate 90° clockwise to display).
-fn exif_orientation_6() -> Vec<u8> {
-    let tiff: [u8; 26] = [
-        0x4D, 0x4D, 0x00, 0x2A, 0, 0, 0, 8, // big-endian, IFD0 at 8
-        0x00, 0x01, // one entry
-        0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, 0x06, 0x00, 0x00, // Orientation, SHORT, 1, = 6
-        0, 0, 0, 0, // no next IFD
-    ];
-    let len = (2 + 6 + tiff.len()) as u16;
-    [&[0xFF, 0xE1][..], &len.to_be_bytes(), b"Exif\0\0", &tiff].concat()
-}
-
-/// A 4000×3000 phone-camera-like photo: smooth colour gradients, some texture and deterministic sensor-like
-/// noise (so it compresses like a photo, ~3 MB at quality 90), stored with EXIF orientation 6.
-fn photo_12mp() -> Vec<u8> {
-    let (w, h) = (4000u32, 3000u32);
-    let mut state: u32 = 0x9E37_79B9; // xorshift32
-    let img = RgbImage::from_fn(w, h, |x, y| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-        let texture =
-            (x as f32 * 0.05).sin() * (y as f32 * 0.037).cos() * 18.0 + (x as f32 * 0.31 + y as f32 * 0.17).sin() * 6.0;
-        let noise = (state % 17) as f32 - 8.0;
-        let c = |base: f32| (base + texture + noise).clamp(0.0, 255.0) as u8;
-        image::Rgb([c(60.0 + 150.0 * fx), c(40.0 + 120.0 * fy), c(170.0 - 100.0 * fx * fy)])
-    });
-    let mut plain = Vec::new();
-    JpegEncoder::new_with_quality(&mut plain, 90).encode_image(&img).expect("encode");
-    // SOI, then the APP1 segment, then the rest (JFIF APP0, tables, scan), as a camera writes it.
-    [&plain[..2], &exif_orientation_6(), &plain[2..]].concat()
-}
-
 fn imaging(c: &mut Criterion) {
-    let input = photo_12mp();
+    let input = facemake::testkit::camera_photo(4000, 3000);
     let limits = PrepareLimits::default();
     let mut probe = ImageReader::with_format(Cursor::new(&input), ImageFormat::Jpeg).into_decoder().expect("decoder");
     assert_eq!(probe.dimensions(), (4000, 3000));

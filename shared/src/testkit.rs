@@ -262,3 +262,39 @@ macro_rules! store_contract {
         }
     };
 }
+
+/// An EXIF APP1 segment holding only Orientation = 6 (stored sideways: rotate 90° clockwise to display).
+fn exif_orientation_6() -> Vec<u8> {
+    let tiff: [u8; 26] = [
+        0x4D, 0x4D, 0x00, 0x2A, 0, 0, 0, 8, // big-endian, IFD0 at 8
+        0x00, 0x01, // one entry
+        0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, 0x06, 0x00, 0x00, // Orientation, SHORT, 1, = 6
+        0, 0, 0, 0, // no next IFD
+    ];
+    let len = (2 + 6 + tiff.len()) as u16;
+    [&[0xFF, 0xE1][..], &len.to_be_bytes(), b"Exif\0\0", &tiff].concat()
+}
+
+/// A phone-camera-like JPEG of `w`×`h` (4000×3000 is a 12 MP photo, ~3 MB): smooth colour gradients, some
+/// texture and deterministic sensor-like noise, so it compresses like a photo; quality 90, stored with EXIF
+/// orientation 6 as a phone held upright writes it. For benchmarks and tests.
+pub fn camera_photo(w: u32, h: u32) -> Vec<u8> {
+    let mut state: u32 = 0x9E37_79B9; // xorshift32
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let texture =
+            (x as f32 * 0.05).sin() * (y as f32 * 0.037).cos() * 18.0 + (x as f32 * 0.31 + y as f32 * 0.17).sin() * 6.0;
+        let noise = (state % 17) as f32 - 8.0;
+        let c = |base: f32| (base + texture + noise).clamp(0.0, 255.0) as u8;
+        image::Rgb([c(60.0 + 150.0 * fx), c(40.0 + 120.0 * fy), c(170.0 - 100.0 * fx * fy)])
+    });
+    let mut plain = Vec::new();
+    if let Err(e) = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90).encode_image(&img) {
+        panic!("encoding the photo: {e}");
+    }
+    // SOI, then the APP1 segment, then the rest (JFIF APP0, tables, scan), as a camera writes it.
+    [&plain[..2], &exif_orientation_6(), &plain[2..]].concat()
+}

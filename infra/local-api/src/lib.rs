@@ -138,7 +138,15 @@ impl LocalApi {
             credits: credits.clone(),
             // Kept in memory: EMF lines would only clutter a developer's terminal.
             metrics: Arc::new(facemake::metrics::Recorder::new()),
-            generation: GenerationConfig::default(),
+            // The deployed variable, for a developer (or the load benchmark) who needs more in flight.
+            generation: GenerationConfig {
+                max_in_flight: std::env::var("MAX_GENERATIONS_IN_FLIGHT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n >= 1)
+                    .unwrap_or(GenerationConfig::default().max_in_flight),
+                ..GenerationConfig::default()
+            },
             // Jobs go to an in-process worker instead of a table stream; images to memory; renders to the local
             // renderer (a deterministic image transformation, labelled as a local preview, never as AI).
             media: Media::Fixed { objects: objects.clone(), providers, dispatcher: Arc::new(dispatcher) },

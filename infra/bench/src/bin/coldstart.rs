@@ -65,6 +65,12 @@ struct Args {
     /// The memory size the functions are told they have (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
     #[arg(long, default_value_t = 256)]
     memory_mb: u32,
+    /// Extra `NAME=VALUE` variables for every function (experiments, e.g. SSL_CERT_DIR).
+    #[arg(long = "env")]
+    extra_env: Vec<String>,
+    /// Only these functions (and the hello-world one).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// What the emulator saw of one cold start.
@@ -271,13 +277,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let moto = std::env::var("FACEMAKE_TEST_S3_ENDPOINT")?;
     let prefix = format!("bench{}-", std::process::id());
     let stage = LoopbackStage::create(&dynamodb, &moto, &prefix).await?;
-    let env = stage.function_env("http://127.0.0.1:9");
+    let mut env = stage.function_env("http://127.0.0.1:9");
+    for pair in &args.extra_env {
+        let (name, value) = pair.split_once('=').ok_or("--env takes NAME=VALUE")?;
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    let functions: Vec<(&str, &str)> = FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|(f, _)| *f == "hello-lambda" || args.only.is_empty() || args.only.iter().any(|o| o == f))
+        .collect();
     let logs = std::env::temp_dir().join(format!("facemake-coldstart-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
 
     let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     for run in 0..args.runs {
-        for (function, fixture) in FUNCTIONS {
+        for (function, fixture) in &functions {
             let event = Bytes::from(std::fs::read(args.events.join(fixture))?);
             let binary = bootstrap(&args.bin_dir, function);
             let log = logs.join(format!("{function}-{run}.log"));
@@ -297,7 +312,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| function | fixture | answer | init p50 (ms) | init max (ms) | × hello | first invoke p50 (ms) | × hello | peak RSS (MB) | × hello |"
     );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (function, fixture) in FUNCTIONS {
+    for (function, fixture) in &functions {
         let s = &samples[function];
         let init = med(function, |s| s.init_ms);
         let init_max = s.iter().map(|s| s.init_ms).fold(0.0, f64::max);
