@@ -60,7 +60,8 @@ echo "== cold starts" >&2
 "$lambda/coldstart/bootstrap" --bin-dir "$lambda" --runs 15 --out "$out/coldstart.json" >"$out/coldstart.md"
 
 echo "== worker overhead" >&2
-"$lambda/worker-overhead/bootstrap" --jobs 20 >"$out/worker.md"
+# The deployed worker writes its EMF metric lines to stdout; the table row is the result.
+"$lambda/worker-overhead/bootstrap" --jobs 20 | grep '^|' >"$out/worker.md"
 
 echo "== load: local API, embedded store" >&2
 "$lambda/load/bootstrap" --local-api "$lambda/local-api/bootstrap" --requests 20000 --seconds 20 \
