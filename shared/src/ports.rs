@@ -275,6 +275,18 @@ pub trait CreditsStore: Send + Sync {
         purchase: &VerifiedPurchase,
         now: UnixTime,
     ) -> Result<PurchaseOutcome, PortError>;
+    /// [`CreditsStore::credit_purchase`], charging from `balance_read` (the balance as the caller just read
+    /// it, beside its other reads) instead of reading it first; a stale value only costs a retry.
+    async fn credit_purchase_from(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+        balance_read: Option<u64>,
+    ) -> Result<PurchaseOutcome, PortError> {
+        let _ = balance_read;
+        self.credit_purchase(user, purchase, now).await
+    }
     /// Takes back the credits of a refunded transaction (down to a balance of zero), once per notification and
     /// once per refund.
     async fn refund_purchase(

@@ -54,7 +54,11 @@ async fn full_account(h: &Harness) -> (UserId, String) {
     facemake::services::catalogue::seed_catalogue(h.deps.store.as_ref(), &path).await.unwrap();
     let session = h.signed_in(PHONE).await;
     let other_device = h.signed_in(PHONE).await;
-    h.deps.sign_in().logout(&other_device.user.id, Some(&other_device.refresh_token), false).await.unwrap();
+    h.deps
+        .sign_in()
+        .logout(&other_device.user.id, Some(&other_device.refresh_token), false, std::future::ready(Ok(false)))
+        .await
+        .unwrap();
     let user = session.user.id.clone();
     let store = &h.deps.store;
     store.add_favorite(&user, &TemplateId::parse("neon-noir").unwrap(), 1).await.unwrap();

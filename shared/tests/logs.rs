@@ -169,7 +169,7 @@ async fn a_sign_in_journey_logs_no_secrets() {
         let session = auth.verify(&phone, &OtpCode::parse(&code).unwrap(), None).await.unwrap();
         let rotated = auth.refresh(&session.refresh_token).await.unwrap();
         let _ = auth.refresh(&session.refresh_token).await; // reuse: family revoked, logged as a warning
-        auth.logout(&session.user.id, Some(&rotated.refresh_token), true).await.unwrap();
+        auth.logout(&session.user.id, Some(&rotated.refresh_token), true, std::future::ready(Ok(false))).await.unwrap();
         h.outbox.set_failing(true);
         h.clock.advance(61);
         let _ = send.send(&phone, None).await; // delivery failure path
@@ -208,8 +208,8 @@ async fn purchases_and_notifications_log_no_signed_data() {
         let user = h.signed_in("+14155550198").await.user.id;
         let tx = || Transaction::consumable("3000000000000001", PRODUCT_10, BUNDLE_ID, "Sandbox");
         let signed = chain.sign(&tx().payload()).unwrap();
-        credits.purchase(&user, &signed).await.unwrap();
-        let _ = credits.purchase(&user, "forged.payload.signature").await;
+        credits.purchase(&user, &signed, std::future::ready(Ok(false))).await.unwrap();
+        let _ = credits.purchase(&user, "forged.payload.signature", std::future::ready(Ok(false))).await;
         let info = chain.sign(&tx().payload()).unwrap();
         let refund = chain
             .sign(&notification("REFUND", "c0ffee00-0000-4000-8000-000000000001", BUNDLE_ID, "Sandbox", Some(&info)))

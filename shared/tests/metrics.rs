@@ -49,8 +49,8 @@ async fn purchases_app_store_refunds_and_reversals_record_credits_once() {
     let user = h.signed_in("+14155550161").await.user.id;
     let tx = Transaction::consumable("4000000000000001", PRODUCT_50, BUNDLE_ID, "Sandbox");
     let signed = chain.sign(&tx.payload()).unwrap();
-    credits.purchase(&user, &signed).await.unwrap();
-    credits.purchase(&user, &signed).await.unwrap();
+    credits.purchase(&user, &signed, std::future::ready(Ok(false))).await.unwrap();
+    credits.purchase(&user, &signed, std::future::ready(Ok(false))).await.unwrap();
     assert_eq!(h.metrics.values(Metric::CreditsPurchased), [50.0], "a repeat credits nothing and counts nothing");
     let info = chain.sign(&tx.payload()).unwrap();
     let notify = |kind: &str, uuid: &str| chain.sign(&notification(kind, uuid, BUNDLE_ID, "Sandbox", Some(&info)));

@@ -64,10 +64,10 @@ async fn a_valid_purchase_is_credited_once() {
     let f = fixture().await;
     let starting = f.balance().await;
     let signed = f.sign(&tx("1000000000000001", PRODUCT_50));
-    let p = f.credits.purchase(&f.user, &signed).await.unwrap();
+    let p = f.credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await.unwrap();
     assert_eq!((p.credits_added, p.balance, p.new), (50, starting + 50, true));
     assert_eq!(p.transaction_id, "1000000000000001");
-    let again = f.credits.purchase(&f.user, &signed).await.unwrap();
+    let again = f.credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await.unwrap();
     assert_eq!((again.credits_added, again.balance, again.new), (50, starting + 50, false));
     assert_eq!(f.balance().await, starting + 50);
 }
@@ -77,16 +77,22 @@ async fn quantity_multiplies_the_credits() {
     let f = fixture().await;
     let mut t = tx("1000000000000002", PRODUCT_10);
     t.quantity = 3;
-    assert_eq!(f.credits.purchase(&f.user, &f.sign(&t)).await.unwrap().credits_added, 30);
+    assert_eq!(
+        f.credits.purchase(&f.user, &f.sign(&t), std::future::ready(Ok(false))).await.unwrap().credits_added,
+        30
+    );
 }
 
 #[tokio::test]
 async fn another_users_transaction_is_a_conflict() {
     let f = fixture().await;
     let signed = f.sign(&tx("1000000000000003", PRODUCT_10));
-    f.credits.purchase(&f.user, &signed).await.unwrap();
+    f.credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await.unwrap();
     let other = f.h.signed_in("+14155550101").await.user.id;
-    assert!(matches!(f.credits.purchase(&other, &signed).await, Err(PurchaseError::OtherUser)));
+    assert!(matches!(
+        f.credits.purchase(&other, &signed, std::future::ready(Ok(false))).await,
+        Err(PurchaseError::OtherUser)
+    ));
 }
 
 #[tokio::test]
@@ -98,13 +104,19 @@ async fn a_forged_signature_is_refused() {
     let mut payload: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     payload["quantity"] = json!(100);
     parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
-    assert_eq!(rejected(f.credits.purchase(&f.user, &parts.join(".")).await), Rejection::Signature);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &parts.join("."), std::future::ready(Ok(false))).await),
+        Rejection::Signature
+    );
     // A signature by another key over the same chain.
     let other = TestChain::generate().unwrap();
     let mut forged: Vec<String> =
         other.sign(&tx("1000000000000004", PRODUCT_10).payload()).unwrap().split('.').map(str::to_owned).collect();
     forged[0] = signed.split('.').next().unwrap().to_owned();
-    assert_eq!(rejected(f.credits.purchase(&f.user, &forged.join(".")).await), Rejection::Signature);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &forged.join("."), std::future::ready(Ok(false))).await),
+        Rejection::Signature
+    );
     assert_eq!(f.balance().await, 3, "nothing credited");
 }
 
@@ -113,7 +125,10 @@ async fn a_chain_to_an_untrusted_root_is_refused() {
     let f = fixture().await;
     let stranger = TestChain::generate().unwrap();
     let signed = stranger.sign(&tx("1000000000000005", PRODUCT_10).payload()).unwrap();
-    assert_eq!(rejected(f.credits.purchase(&f.user, &signed).await), Rejection::Signature);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await),
+        Rejection::Signature
+    );
 }
 
 #[tokio::test]
@@ -124,7 +139,10 @@ async fn the_default_configuration_trusts_only_apple() {
     let user = h.signed_in("+14155550102").await.user.id;
     let chain = TestChain::generate().unwrap();
     let signed = chain.sign(&tx("1000000000000006", PRODUCT_10).payload()).unwrap();
-    assert!(matches!(credits.purchase(&user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+    assert!(matches!(
+        credits.purchase(&user, &signed, std::future::ready(Ok(false))).await,
+        Err(PurchaseError::Rejected(Rejection::Signature))
+    ));
 }
 
 #[tokio::test]
@@ -135,7 +153,10 @@ async fn a_chain_without_apples_oids_is_refused() {
     h.deps.credits = credits_config(vec![chain.root_der().to_vec()]);
     let credits = h.deps.credits_service().unwrap();
     let signed = chain.sign(&tx("1000000000000007", PRODUCT_10).payload()).unwrap();
-    assert!(matches!(credits.purchase(&f.user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+    assert!(matches!(
+        credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await,
+        Err(PurchaseError::Rejected(Rejection::Signature))
+    ));
 }
 
 #[tokio::test]
@@ -146,7 +167,10 @@ async fn an_expired_leaf_is_refused() {
     let credits = h.deps.credits_service().unwrap();
     let user = h.signed_in("+14155550103").await.user.id;
     let signed = chain.sign(&tx("1000000000000008", PRODUCT_10).payload()).unwrap();
-    assert!(matches!(credits.purchase(&user, &signed).await, Err(PurchaseError::Rejected(Rejection::Signature))));
+    assert!(matches!(
+        credits.purchase(&user, &signed, std::future::ready(Ok(false))).await,
+        Err(PurchaseError::Rejected(Rejection::Signature))
+    ));
 }
 
 #[tokio::test]
@@ -154,16 +178,28 @@ async fn a_missing_x5c_is_refused() {
     let f = fixture().await;
     let signed =
         f.chain.sign_with_header(&json!({"alg": "ES256"}), &tx("1000000000000009", PRODUCT_10).payload()).unwrap();
-    assert_eq!(rejected(f.credits.purchase(&f.user, &signed).await), Rejection::Signature);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &signed, std::future::ready(Ok(false))).await),
+        Rejection::Signature
+    );
     // And an x5c of the wrong length, and an unsigned token.
     let root = STANDARD.encode(f.chain.root_der());
     let short =
         f.chain.sign_with_header(&json!({"alg": "ES256", "x5c": [root]}), &tx("1", PRODUCT_10).payload()).unwrap();
-    assert_eq!(rejected(f.credits.purchase(&f.user, &short).await), Rejection::Signature);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &short, std::future::ready(Ok(false))).await),
+        Rejection::Signature
+    );
     let none = f.chain.sign_with_header(&json!({"alg": "none"}), &tx("1", PRODUCT_10).payload()).unwrap();
-    assert_eq!(rejected(f.credits.purchase(&f.user, &none).await), Rejection::Signature);
+    assert_eq!(rejected(f.credits.purchase(&f.user, &none, std::future::ready(Ok(false))).await), Rejection::Signature);
     for junk in ["", "a.b", "not a jws", "a.b.c.d"] {
-        assert!(matches!(f.credits.purchase(&f.user, junk).await, Err(PurchaseError::Rejected(_))), "{junk:?}");
+        assert!(
+            matches!(
+                f.credits.purchase(&f.user, junk, std::future::ready(Ok(false))).await,
+                Err(PurchaseError::Rejected(_))
+            ),
+            "{junk:?}"
+        );
     }
 }
 
@@ -171,11 +207,20 @@ async fn a_missing_x5c_is_refused() {
 async fn another_apps_or_environments_transaction_is_refused() {
     let f = fixture().await;
     let other_app = Transaction::consumable("1000000000000010", PRODUCT_10, "com.example.other", "Sandbox");
-    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&other_app)).await), Rejection::WrongApp);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &f.sign(&other_app), std::future::ready(Ok(false))).await),
+        Rejection::WrongApp
+    );
     let production = Transaction::consumable("1000000000000011", PRODUCT_10, BUNDLE_ID, "Production");
-    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&production)).await), Rejection::WrongEnvironment);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &f.sign(&production), std::future::ready(Ok(false))).await),
+        Rejection::WrongEnvironment
+    );
     let xcode = Transaction::consumable("1000000000000012", PRODUCT_10, BUNDLE_ID, "Xcode");
-    assert_eq!(rejected(f.credits.purchase(&f.user, &f.sign(&xcode)).await), Rejection::WrongEnvironment);
+    assert_eq!(
+        rejected(f.credits.purchase(&f.user, &f.sign(&xcode), std::future::ready(Ok(false))).await),
+        Rejection::WrongEnvironment
+    );
     assert_eq!(f.balance().await, 3);
 }
 
@@ -183,10 +228,16 @@ async fn another_apps_or_environments_transaction_is_refused() {
 async fn unknown_and_non_consumable_products_are_refused() {
     let f = fixture().await;
     let unknown = tx("1000000000000013", "app.facemake.test.credits9999");
-    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&unknown)).await, Err(PurchaseError::UnknownProduct)));
+    assert!(matches!(
+        f.credits.purchase(&f.user, &f.sign(&unknown), std::future::ready(Ok(false))).await,
+        Err(PurchaseError::UnknownProduct)
+    ));
     let mut subscription = tx("1000000000000014", PRODUCT_10);
     subscription.product_type = "Auto-Renewable Subscription".to_owned();
-    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&subscription)).await, Err(PurchaseError::UnknownProduct)));
+    assert!(matches!(
+        f.credits.purchase(&f.user, &f.sign(&subscription), std::future::ready(Ok(false))).await,
+        Err(PurchaseError::UnknownProduct)
+    ));
     assert_eq!(f.balance().await, 3);
 }
 
@@ -195,7 +246,10 @@ async fn a_revoked_transaction_is_refused() {
     let f = fixture().await;
     let mut t = tx("1000000000000015", PRODUCT_10);
     t.revoked = true;
-    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&t)).await, Err(PurchaseError::Revoked)));
+    assert!(matches!(
+        f.credits.purchase(&f.user, &f.sign(&t), std::future::ready(Ok(false))).await,
+        Err(PurchaseError::Revoked)
+    ));
 }
 
 #[tokio::test]
@@ -203,28 +257,44 @@ async fn the_app_account_token_must_name_the_buyer() {
     let f = fixture().await;
     let mut mine = tx("1000000000000016", PRODUCT_10);
     mine.app_account_token = Some(f.user.app_account_token().to_string());
-    assert!(f.credits.purchase(&f.user, &f.sign(&mine)).await.is_ok());
+    assert!(f.credits.purchase(&f.user, &f.sign(&mine), std::future::ready(Ok(false))).await.is_ok());
     let mut theirs = tx("1000000000000017", PRODUCT_10);
     theirs.app_account_token = Some(UserId::new().app_account_token().to_string());
-    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&theirs)).await, Err(PurchaseError::AccountMismatch)));
+    assert!(matches!(
+        f.credits.purchase(&f.user, &f.sign(&theirs), std::future::ready(Ok(false))).await,
+        Err(PurchaseError::AccountMismatch)
+    ));
     // Lenient (the default): a transaction without a token is accepted.
-    assert!(f.credits.purchase(&f.user, &f.sign(&tx("1000000000000018", PRODUCT_10))).await.is_ok());
+    assert!(f
+        .credits
+        .purchase(&f.user, &f.sign(&tx("1000000000000018", PRODUCT_10)), std::future::ready(Ok(false)))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
 async fn strict_mode_requires_the_app_account_token() {
     let f = fixture_with(|c| c.app_store.require_account_token = true).await;
     let bare = tx("1000000000000019", PRODUCT_10);
-    assert!(matches!(f.credits.purchase(&f.user, &f.sign(&bare)).await, Err(PurchaseError::AccountTokenRequired)));
+    assert!(matches!(
+        f.credits.purchase(&f.user, &f.sign(&bare), std::future::ready(Ok(false))).await,
+        Err(PurchaseError::AccountTokenRequired)
+    ));
     let mut mine = tx("1000000000000020", PRODUCT_10);
     mine.app_account_token = Some(f.user.app_account_token().to_string().to_uppercase());
-    assert!(f.credits.purchase(&f.user, &f.sign(&mine)).await.is_ok(), "UUIDs compare by value, not by case");
+    assert!(
+        f.credits.purchase(&f.user, &f.sign(&mine), std::future::ready(Ok(false))).await.is_ok(),
+        "UUIDs compare by value, not by case"
+    );
 }
 
 #[tokio::test]
 async fn a_refund_notification_takes_the_credits_back_once() {
     let f = fixture().await;
-    f.credits.purchase(&f.user, &f.sign(&tx("1000000000000021", PRODUCT_10))).await.unwrap();
+    f.credits
+        .purchase(&f.user, &f.sign(&tx("1000000000000021", PRODUCT_10)), std::future::ready(Ok(false)))
+        .await
+        .unwrap();
     assert_eq!(f.balance().await, 13);
     let refund = f.notification("REFUND", "6b0ef0d4-0000-4000-8000-000000000001", "1000000000000021");
     match f.credits.notification(&refund).await.unwrap() {

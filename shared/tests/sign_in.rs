@@ -176,12 +176,12 @@ async fn logout_revokes_one_family_or_all_of_them(h: Harness) {
     let a = sign_in(&h, &unique_phone()).await;
     let b = sign_in_again(&h, &a.user.phone).await;
     let auth = h.deps.sign_in();
-    auth.logout(&a.user.id, Some(&a.refresh_token), false).await.unwrap();
+    auth.logout(&a.user.id, Some(&a.refresh_token), false, std::future::ready(Ok(false))).await.unwrap();
     assert!(matches!(auth.refresh(&a.refresh_token).await, Err(RefreshError::Invalid)));
     let b2 = auth.refresh(&b.refresh_token).await.unwrap();
 
     h.clock.advance(1);
-    auth.logout(&a.user.id, None, true).await.unwrap();
+    auth.logout(&a.user.id, None, true, std::future::ready(Ok(false))).await.unwrap();
     assert!(matches!(auth.refresh(&b2.refresh_token).await, Err(RefreshError::Invalid)), "signed out everywhere");
     h.clock.advance(1);
     let c = sign_in_again(&h, &a.user.phone).await;

@@ -127,6 +127,16 @@ async fn a_deletion_under_way_answers_no_read_with_the_old_token() {
         assert_eq!(response.status(), 401, "{fixture}: {}", body_json(&response));
         assert_eq!(body_json(&response)["error"]["message"], "This account was deleted.", "{fixture}");
     }
+    // Writes that read before they write (the check runs beside those reads) are refused too, and change nothing.
+    let balance_before = h.deps.store.balance(&session.user.id).await.unwrap();
+    let credits = credits::router(Arc::new(credits::State::new(&h.deps).unwrap()));
+    let verify = verify_code::router(Arc::new(verify_code::State::new(&h.deps)));
+    for (router, fixture) in [(credits, "purchase-credits.json"), (verify, "logout.json")] {
+        let response = router.handle(with_bearer(event(fixture), token)).await;
+        assert_eq!(response.status(), 401, "{fixture}: {}", body_json(&response));
+        assert_eq!(body_json(&response)["error"]["message"], "This account was deleted.", "{fixture}");
+    }
+    assert_eq!(h.deps.store.balance(&session.user.id).await.unwrap(), balance_before);
     // Reads of other accounts go on as before.
     let other = h.signed_in("+14155550125").await;
     assert_eq!(router(&h).handle(with_bearer(event("get-me.json"), &other.access_token)).await.status(), 200);

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use facemake::http::views::{LedgerEntryView, PageView};
 use facemake::http::{
-    decode_cursor, encode_cursor, json, json_body, limit_param, query_param, ApiError, AuthGuard, ErrorCode,
-    PathParams, Request, Response, Router,
+    decode_cursor, encode_cursor, json, json_body, limit_param, query_param, AccountCheck, ApiError, AuthGuard,
+    ErrorCode, PathParams, Request, Response, Router,
 };
 use facemake::ports::KeyProvider;
 use facemake::services::credits::{Credits, PurchaseError};
@@ -108,17 +108,20 @@ fn purchase_error(e: PurchaseError) -> ApiError {
         PurchaseError::AccountMismatch | PurchaseError::OtherUser => {
             ApiError::new(ErrorCode::Conflict, "This purchase belongs to another account.")
         }
+        PurchaseError::AccountDeleted => AccountCheck::refusal(),
         PurchaseError::Port(e) => e.into(),
     }
 }
 
 async fn purchase(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
-    let user = state.guard.user(&req).await?;
+    // The deleted-account check runs beside the purchase's balance read; nothing is credited until it passed.
+    let (user, check) = state.guard.user_before_write(&req).await?;
     let body: PurchaseRequest = json_body(&req)?;
     if body.signed_transaction.trim().is_empty() {
         return Err(ApiError::validation("signedTransaction", "signedTransaction must not be empty"));
     }
-    let p = state.credits.purchase(&user, body.signed_transaction.trim()).await.map_err(purchase_error)?;
+    let p =
+        state.credits.purchase(&user, body.signed_transaction.trim(), check.deleted()).await.map_err(purchase_error)?;
     tracing::info!(transaction_id = %p.transaction_id, credits_added = p.credits_added, new = p.new, "purchase");
     let view = PurchaseView {
         transaction_id: p.transaction_id,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use facemake::domain::OtpCode;
 use facemake::http::views::SessionView;
 use facemake::http::{
-    json, json_body, no_content, optional_json_body, parse_phone, source_ip, ApiError, AuthGuard, PathParams, Request,
-    Response, Router,
+    json, json_body, no_content, optional_json_body, parse_phone, source_ip, AccountCheck, ApiError, AuthGuard,
+    PathParams, Request, Response, Router,
 };
-use facemake::services::auth::SignIn;
+use facemake::services::auth::{LoggedOut, SignIn};
 use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
@@ -74,8 +74,11 @@ struct LogoutRequest {
 }
 
 async fn logout(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
-    let user = state.guard.user(&req).await?;
+    // The deleted-account check runs beside the refresh-token read; nothing is revoked until it passed.
+    let (user, check) = state.guard.user_before_write(&req).await?;
     let body: LogoutRequest = optional_json_body(&req)?.unwrap_or_default();
-    state.sign_in.logout(&user, body.refresh_token.as_deref(), body.all).await?;
-    Ok(no_content())
+    match state.sign_in.logout(&user, body.refresh_token.as_deref(), body.all, check.deleted()).await? {
+        LoggedOut::Done => Ok(no_content()),
+        LoggedOut::AccountDeleted => Err(AccountCheck::refusal()),
+    }
 }

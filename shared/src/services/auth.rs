@@ -390,20 +390,45 @@ impl SignIn {
     }
 
     /// Signs out: revokes the presented refresh token's family (if it is the caller's), or every session.
-    pub async fn logout(&self, user: &UserId, refresh_token: Option<&str>, all: bool) -> Result<(), PortError> {
+    /// Revokes the session of `refresh_token` (if it is the user's), or every session with `all`.
+    /// `account_deleted` is the caller's deleted-account check, run beside the token read: a deleted
+    /// account's revocation records would outlive its deletion, so nothing is written unless it is `false`.
+    pub async fn logout(
+        &self,
+        user: &UserId,
+        refresh_token: Option<&str>,
+        all: bool,
+        account_deleted: impl std::future::Future<Output = Result<bool, PortError>>,
+    ) -> Result<LoggedOut, PortError> {
         let now = self.clock.now();
+        let token = refresh_token.filter(|t| looks_like_refresh_token(t));
+        let find = async {
+            match token {
+                Some(token) => self.sessions.find_session(&crypto::sha256_b64(token.as_bytes())).await,
+                None => Ok(None),
+            }
+        };
+        let (deleted, record) = tokio::join!(account_deleted, find);
+        if deleted? {
+            return Ok(LoggedOut::AccountDeleted);
+        }
         if all {
             self.accounts.revoke_sessions(user, now).await?;
         }
-        if let Some(token) = refresh_token.filter(|t| looks_like_refresh_token(t)) {
-            let hash = crypto::sha256_b64(token.as_bytes());
-            // Someone else's or an unknown token is ignored without saying so.
-            if let Some(record) = self.sessions.find_session(&hash).await?.filter(|r| &r.user_id == user) {
-                self.sessions.revoke_family(&record.family_id, user, now).await?;
-            }
+        // Someone else's or an unknown token is ignored without saying so.
+        if let Some(record) = record?.filter(|r| &r.user_id == user) {
+            self.sessions.revoke_family(&record.family_id, user, now).await?;
         }
-        Ok(())
+        Ok(LoggedOut::Done)
     }
+}
+
+/// What a logout did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggedOut {
+    Done,
+    /// The account is being deleted: nothing was written.
+    AccountDeleted,
 }
 
 /// 43 base64url characters: the shape of the 256-bit tokens this service issues.

@@ -34,6 +34,8 @@ pub enum PurchaseError {
     AccountTokenRequired,
     #[error("the transaction belongs to another user")]
     OtherUser,
+    #[error("the account is being deleted")]
+    AccountDeleted,
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -78,7 +80,19 @@ impl Credits {
     }
 
     /// Verifies a StoreKit 2 signed transaction and credits it to `user` once.
-    pub async fn purchase(&self, user: &UserId, signed_transaction: &str) -> Result<Purchased, PurchaseError> {
+    /// Credits a verified purchase once. `account_deleted` is the caller's deleted-account check: it runs
+    /// beside the balance read, and nothing is written unless it answers `false` (two round trips: those
+    /// reads together, then one transaction).
+    pub async fn purchase(
+        &self,
+        user: &UserId,
+        signed_transaction: &str,
+        account_deleted: impl std::future::Future<Output = Result<bool, PortError>>,
+    ) -> Result<Purchased, PurchaseError> {
+        let (deleted, balance) = tokio::join!(account_deleted, self.store.balance(user));
+        if deleted? {
+            return Err(PurchaseError::AccountDeleted);
+        }
         let t = self.verifier.transaction(signed_transaction).map_err(PurchaseError::Rejected)?;
         let credits = self.credits_of(&t)?;
         match t.app_account_token {
@@ -103,7 +117,7 @@ impl Credits {
             balance,
             new,
         };
-        match self.store.credit_purchase(user, &purchase, self.clock.now()).await? {
+        match self.store.credit_purchase_from(user, &purchase, self.clock.now(), Some(balance?)).await? {
             PurchaseOutcome::Credited { credits_added, balance } => {
                 self.metrics.record(Metric::CreditsPurchased, credits_added as f64);
                 Ok(purchased(credits_added, balance, true))

@@ -264,6 +264,16 @@ impl CreditsStore for DynamoStore {
         purchase: &VerifiedPurchase,
         now: UnixTime,
     ) -> Result<PurchaseOutcome, PortError> {
+        self.credit_purchase_from(user, purchase, now, None).await
+    }
+
+    async fn credit_purchase_from(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+        balance_read: Option<u64>,
+    ) -> Result<PurchaseOutcome, PortError> {
         let record = PurchaseItem {
             pk: purchase_pk(&purchase.transaction_id),
             sk: "TXN".to_owned(),
@@ -278,9 +288,10 @@ impl CreditsStore for DynamoStore {
         };
         let record = to_item("credits", &record)?;
         let change = self
-            .change_balance(
+            .change_balance_from(
                 user,
                 now,
+                balance_read,
                 |_| Ok(vec![transact_item_put(&self.tables.credits, record.clone(), "attribute_not_exists(pk)")?]),
                 |balance| match LedgerEntry::apply(
                     LedgerKind::Purchase,
