@@ -488,24 +488,29 @@ async fn replicate_creates_polls_and_downloads_the_output() {
     assert!(download.headers.get("authorization").is_none());
 }
 
-#[tokio::test]
-async fn a_failed_output_download_is_retried_without_a_second_prediction() {
-    let server = MockServer::start().await;
-    let png = rendered(image::ImageFormat::Png);
-    let output_url = format!("{}/files/p2/out-0.png", server.uri());
-    // The prediction succeeds at once (Prefer: wait); it must be created once only: each one is billed.
+/// A prediction `id` that is created once (each one is billed) and succeeds at once (Prefer: wait), its
+/// output at `/files/<id>/out-0.png`.
+async fn succeeds_at_once(server: &MockServer, id: &str) {
+    let output_url = format!("{}/files/{id}/out-0.png", server.uri());
     Mock::given(method("POST"))
         .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
         .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &server,
-            "p2",
+            server,
+            id,
             "succeeded",
             json!(output_url),
             json!(null),
         )))
         .expect(1)
-        .mount(&server)
+        .mount(server)
         .await;
+}
+
+#[tokio::test]
+async fn a_failed_output_download_is_retried_without_a_second_prediction() {
+    let server = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    succeeds_at_once(&server, "p2").await;
     // Replicate's file host fails twice, then serves the file.
     Mock::given(method("GET"))
         .and(path("/files/p2/out-0.png"))
@@ -530,19 +535,7 @@ async fn a_failed_output_download_is_retried_without_a_second_prediction() {
 #[tokio::test]
 async fn an_output_that_cannot_be_downloaded_is_transient_after_three_tries() {
     let server = MockServer::start().await;
-    let output_url = format!("{}/files/p3/out-0.png", server.uri());
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &server,
-            "p3",
-            "succeeded",
-            json!(output_url),
-            json!(null),
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    succeeds_at_once(&server, "p3").await;
     Mock::given(method("GET"))
         .and(path("/files/p3/out-0.png"))
         .respond_with(ResponseTemplate::new(500))

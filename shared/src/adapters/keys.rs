@@ -300,16 +300,23 @@ mod secrets_manager_tests {
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    #[tokio::test]
-    async fn a_changed_secret_reaches_a_warm_container_after_the_refresh_period() {
+    /// Keys from a secret holding key A, read once (the container is warm), refreshed after `period`; the
+    /// server is reset, so each test mounts what the next read finds. Returns the kid in use.
+    async fn warm_keys(period: Duration) -> (MockServer, SecretsManagerKeys, String) {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
             .mount(&server)
             .await;
-        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(300));
+        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(period);
         let before = keys.keys().await.unwrap().access[0].kid.clone();
         server.reset().await;
+        (server, keys, before)
+    }
+
+    #[tokio::test]
+    async fn a_changed_secret_reaches_a_warm_container_after_the_refresh_period() {
+        let (server, keys, before) = warm_keys(Duration::from_millis(300)).await;
         Mock::given(method("POST"))
             .respond_with(secret_value(&format!(r#"{{"signingKey":"{B}","previousSigningKey":"{A}"}}"#)))
             .mount(&server)
@@ -325,14 +332,7 @@ mod secrets_manager_tests {
 
     #[tokio::test]
     async fn a_failed_refresh_keeps_the_keys_in_use_and_waits_before_trying_again() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
-            .mount(&server)
-            .await;
-        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(100));
-        let before = keys.keys().await.unwrap().access[0].kid.clone();
-        server.reset().await;
+        let (server, keys, before) = warm_keys(Duration::from_millis(100)).await;
         Mock::given(method("POST"))
             .respond_with(
                 ResponseTemplate::new(500).set_body_json(serde_json::json!({"__type": "InternalServiceError"})),
@@ -353,14 +353,7 @@ mod secrets_manager_tests {
 
     #[tokio::test]
     async fn a_malformed_refresh_keeps_the_keys_in_use() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(secret_value(&format!(r#"{{"signingKey":"{A}"}}"#)))
-            .mount(&server)
-            .await;
-        let keys = SecretsManagerKeys::new(client(&server.uri()), "app").with_refresh_after(Duration::from_millis(100));
-        let before = keys.keys().await.unwrap().access[0].kid.clone();
-        server.reset().await;
+        let (server, keys, before) = warm_keys(Duration::from_millis(100)).await;
         Mock::given(method("POST")).respond_with(secret_value(r#"{"signingKey":"short"}"#)).mount(&server).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(keys.keys().await.unwrap().access[0].kid, before);
