@@ -483,11 +483,12 @@ pub struct OverduePage {
     pub next: Option<OverdueCursor>,
 }
 
-/// The last job of a page of overdue jobs, in the order they are listed.
+/// Where a page of overdue jobs ended: the last row's deadline and the store's own key of that row (opaque:
+/// kept as the store gave it, so that a row the store cannot read as a job still moves the paging on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverdueCursor {
     pub deadline: UnixTime,
-    pub job: JobRef,
+    pub position: String,
 }
 
 /// A stuck job the reconciler should look at.

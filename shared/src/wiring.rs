@@ -80,8 +80,9 @@ pub enum Media {
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
 /// locally: `AWS_ENDPOINT_URL*` may point the clients at DynamoDB Local or LocalStack), with
 /// [`aws_http_client`].
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client()).load().await
+pub async fn aws_config() -> Result<aws_config::SdkConfig, String> {
+    let http = aws_http_client()?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await)
 }
 
 /// The roots AWS service endpoints chain to: Amazon Root CA 1–4 and Starfield Services Root CA G2 (Amazon
@@ -93,21 +94,25 @@ pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-s
 /// from every file of the system store: on this project's build machine that was 5–6 ms of each cold start
 /// (docs/benchmarks.md), for roots no AWS endpoint uses. Outbound calls to Twilio and the image providers go
 /// through reqwest, with its own roots.
-pub fn aws_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+pub fn aws_http_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, String> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     use aws_smithy_http_client::{proxy::ProxyConfig, Builder, ConnectorBuilder};
     let trust = TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES);
-    Builder::new().build_with_connector_fn(move |settings, components| {
-        let context = TlsContext::builder().with_trust_store(trust.clone()).build().unwrap_or_default();
-        let mut connector =
-            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context);
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| format!("the AWS clients' TLS settings: {e}"))?;
+    Ok(Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
         connector.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
         }
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
-    })
+    }))
 }
 
 impl Deps {
@@ -281,7 +286,7 @@ pub async fn run_http_function(
 ) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::deployed(&config, &aws_config().await);
+    let deps = Deps::deployed(&config, &aws_config().await?);
     let router = router(&deps)?;
     lambda_http::run(lambda_http::service_fn(|req| {
         let router = &router;
@@ -303,7 +308,7 @@ where
 {
     crate::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::deployed(&config, &aws_config().await);
+    let deps = Deps::deployed(&config, &aws_config().await?);
     let state = Arc::new(build(&deps)?);
     lambda_http::lambda_runtime::run(lambda_http::lambda_runtime::service_fn(
         |event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>| handle(state.clone(), event.payload),
@@ -339,6 +344,6 @@ mod tests {
             ]
         );
         // The client builds from them without touching the system's store.
-        let _ = aws_http_client();
+        aws_http_client().unwrap();
     }
 }

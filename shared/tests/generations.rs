@@ -712,3 +712,38 @@ async fn the_reconciler_pages_past_a_full_page_of_jobs_it_cannot_refund_yet(stor
     assert_eq!(w.metrics_values(Metric::GenerationsTimedOut), [1.0; 5]);
     assert_eq!(w.metrics_values(Metric::CreditsRefunded), [1.0; 5]);
 }
+
+/// A row of the `Pending` index that does not name a job (written by hand, or by a bug) must not stop the
+/// reconciler's paging, even when it is the last row of a page.
+#[tokio::test]
+async fn dynamodb_a_malformed_pending_row_at_the_end_of_a_page_does_not_stop_the_paging() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use facemake::ports::GenerationStore;
+    let store = Arc::new(facemake::testkit::dynamodb_store().await);
+    let table = store.tables().generations.clone();
+    let w = world(store.clone(), 3, vec![]).await;
+    let user = w.user(3).await;
+    let upload = w.upload(&user, photo()).await;
+    let started = w.start(&user, "k", &upload).await.unwrap();
+    // A malformed row overdue before the real job.
+    facemake::testkit::dynamodb_local_client()
+        .await
+        .put_item()
+        .table_name(&table)
+        .item("pk", A::S("USER#not-a-user-id".into()))
+        .item("sk", A::S("GEN#x".into()))
+        .item("pending", A::S("PENDING".into()))
+        .item("deadline", A::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let now = started.generation.deadline;
+    let first = store.overdue(now, 1, None).await.unwrap();
+    assert!(first.jobs.is_empty(), "the malformed row is skipped: {first:?}");
+    let second = store.overdue(now, 1, first.next.as_ref()).await.unwrap();
+    assert_eq!(second.jobs, [job(&started)]);
+    // And the reconciler gets past it.
+    w.h.clock.advance(w.h.deps.generation.deadline_secs);
+    assert_eq!(w.worker.reconcile().await.unwrap(), 1);
+    assert_eq!(w.balance(&user).await, 3);
+}

@@ -118,7 +118,7 @@ impl Assets for Bucket {
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    let sdk = facemake::wiring::aws_config().await;
+    let sdk = facemake::wiring::aws_config().await?;
     let store = facemake::wiring::Deps::dynamo(&sdk, cli.tables.tables()?);
     let clock = SystemClock;
     match cli.command {

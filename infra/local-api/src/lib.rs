@@ -173,7 +173,7 @@ impl LocalApi {
 
     /// The local API on DynamoDB, creating the template's tables under `prefix` if needed.
     pub async fn on_dynamodb(prefix: &str, policy: AuthPolicy, base_url: &str) -> Result<Self, String> {
-        let sdk = aws_config().await;
+        let sdk = aws_config().await?;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let tables = create_tables(&client, prefix).await.map_err(|e| e.to_string())?;
         let store = facemake::adapters::dynamodb::DynamoStore::new(client, tables);

@@ -97,6 +97,8 @@ pub async fn fetch_secret_string(
 pub const SECRET_REFRESH: Duration = Duration::from_secs(300);
 /// After a failed refresh, how long the container keeps what it has before trying again.
 const SECRET_RETRY: Duration = Duration::from_secs(30);
+/// The longest a read of a secret may take.
+const SECRET_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One secret from Secrets Manager, parsed: fetched on first use (no network call at init; concurrent first
 /// requests share one fetch), then read again every [`SECRET_REFRESH`]. A refresh is made by one request
@@ -146,7 +148,10 @@ impl<T: Send + Sync> CachedSecret<T> {
     }
 
     async fn fetch(&self) -> Result<Arc<T>, PortError> {
-        let json = fetch_secret_string(&self.client, &self.arn, self.what).await?;
+        // The SDK sets a connect timeout only: a read that hangs must not hold the refresh (and its request).
+        let json = tokio::time::timeout(SECRET_FETCH_TIMEOUT, fetch_secret_string(&self.client, &self.arn, self.what))
+            .await
+            .map_err(|_| PortError::unavailable(self.what, "Secrets Manager did not answer in time"))??;
         let value = Arc::new((self.parse)(json.expose_secret())?);
         self.store(value.clone(), Instant::now() + self.refresh_after);
         Ok(value)

@@ -758,13 +758,13 @@ impl GenerationStore for MemoryStore {
             .flat_map(|g| g.values())
             .filter(|g| g.status.in_flight() && g.deadline <= now)
             .map(|g| (g.deadline, JobRef { user_id: g.user_id.clone(), generation_id: g.id.clone() }))
-            .filter(|(deadline, job)| after.is_none_or(|a| position(*deadline, job) > position(a.deadline, &a.job)))
+            .filter(|(deadline, job)| after.is_none_or(|a| position(*deadline, job) > (a.deadline, a.position.clone())))
             .collect();
         due.sort_by_key(|(deadline, job)| position(*deadline, job));
         let more = due.len() > limit;
         due.truncate(limit);
         let next = if more {
-            due.last().map(|(deadline, job)| OverdueCursor { deadline: *deadline, job: job.clone() })
+            due.last().map(|(deadline, job)| OverdueCursor { deadline: *deadline, position: job.generation_id.clone() })
         } else {
             None
         };

@@ -50,6 +50,7 @@ where
 }
 
 /// A deleted-account check running beside a handler's reads (see [`AuthGuard::user_before_write`]).
+#[must_use = "a write must wait for the deleted-account check: await `deleted()` or `confirm()` first"]
 pub struct AccountCheck(tokio::task::JoinHandle<Result<bool, PortError>>);
 
 impl AccountCheck {

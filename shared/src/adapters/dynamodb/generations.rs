@@ -469,16 +469,13 @@ impl GenerationStore for DynamoStore {
         limit: usize,
         after: Option<&OverdueCursor>,
     ) -> Result<OverduePage, PortError> {
-        let start = match after {
-            Some(a) => Some(to_item(
+        // The position is the row's `pk` and `sk` as DynamoDB gave them, joined by a unit separator.
+        let start = match after.map(|a| (a.deadline, a.position.split_once('\u{1f}'))) {
+            Some((deadline, Some((pk, sk)))) => Some(to_item(
                 WHAT,
-                &PendingKey {
-                    pk: user_pk(&a.job.user_id),
-                    sk: generation_sk(&a.job.generation_id),
-                    pending: PENDING.to_owned(),
-                    deadline: a.deadline,
-                },
+                &PendingKey { pk: pk.to_owned(), sk: sk.to_owned(), pending: PENDING.to_owned(), deadline },
             )?),
+            Some((_, None)) => return Err(PortError::internal(WHAT, "not a cursor of the pending index")),
             None => None,
         };
         let out = self
@@ -498,12 +495,12 @@ impl GenerationStore for DynamoStore {
             let user_id = UserId::parse(k.pk.strip_prefix("USER#")?).ok()?;
             Some(JobRef { user_id, generation_id: k.sk.strip_prefix("GEN#")?.to_owned() })
         };
-        // The page ends where DynamoDB stopped reading; its key is a real row's, so it parses.
+        // The page ends where DynamoDB stopped reading: kept as it is, so that a malformed last row (skipped
+        // below) does not stop the paging at it.
         let next = match out.last_evaluated_key {
             Some(key) => {
                 let key: PendingKey = from_item(WHAT, key)?;
-                let job = job_of(&key).ok_or_else(|| PortError::internal(WHAT, "malformed pending index key"))?;
-                Some(OverdueCursor { deadline: key.deadline, job })
+                Some(OverdueCursor { deadline: key.deadline, position: format!("{}\u{1f}{}", key.pk, key.sk) })
             }
             None => None,
         };
