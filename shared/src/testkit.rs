@@ -171,6 +171,30 @@ pub async fn dynamodb_local_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// The environment variable the test command sets to moto's endpoint (S3 and Secrets Manager).
+pub const S3_ENDPOINT_VAR: &str = "FACEMAKE_TEST_S3_ENDPOINT";
+
+/// An S3 client for moto at `FACEMAKE_TEST_S3_ENDPOINT` and a fresh bucket's name. Panics when the variable
+/// is unset, as [`dynamodb_local_client`] does.
+pub async fn moto_bucket() -> (aws_sdk_s3::Client, String) {
+    let Ok(endpoint) = std::env::var(S3_ENDPOINT_VAR) else {
+        panic!("{S3_ENDPOINT_VAR} is not set: run the tests with infra/scripts/test.sh (it starts moto)");
+    };
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let name = format!("images-{}", crate::domain::new_id().to_lowercase());
+    if let Err(e) = client.create_bucket().bucket(&name).send().await {
+        panic!("creating a bucket in moto: {e:?}");
+    }
+    (client, name)
+}
+
 /// A DynamoDB store on fresh tables (created from template.yaml under a unique prefix) in DynamoDB Local.
 pub async fn dynamodb_store() -> DynamoStore {
     let client = dynamodb_local_client().await;

@@ -239,21 +239,9 @@ async fn purchases_and_notifications_log_no_signed_data() {
 const OPENAI_KEY: &str = "sk-test-LOGS-openai-0123456789";
 const REPLICATE_TOKEN: &str = "r8_test-LOGS-replicate-0123456789";
 
-/// An S3 client for moto at `FACEMAKE_TEST_S3_ENDPOINT` and a fresh bucket.
+/// The images bucket on moto (a fresh bucket).
 async fn moto_bucket() -> facemake::adapters::objects::S3Objects {
-    let Ok(endpoint) = std::env::var("FACEMAKE_TEST_S3_ENDPOINT") else {
-        panic!("FACEMAKE_TEST_S3_ENDPOINT is not set: run the tests with infra/scripts/test.sh (it starts moto)");
-    };
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
-    let name = format!("images-{}", facemake::domain::new_id().to_lowercase());
-    client.create_bucket().bucket(&name).send().await.unwrap();
+    let (client, name) = facemake::testkit::moto_bucket().await;
     facemake::adapters::objects::S3Objects::new(client, name)
 }
 

@@ -7,23 +7,7 @@ use std::sync::Arc;
 use facemake::adapters::objects::S3Objects;
 use facemake::ports::{ObjectInfo, ObjectStore};
 
-/// An S3 client for moto at `FACEMAKE_TEST_S3_ENDPOINT` (set by infra/scripts/test.sh) and a fresh bucket.
-async fn bucket() -> (aws_sdk_s3::Client, String) {
-    let Ok(endpoint) = std::env::var("FACEMAKE_TEST_S3_ENDPOINT") else {
-        panic!("FACEMAKE_TEST_S3_ENDPOINT is not set: run the tests with infra/scripts/test.sh (it starts moto)");
-    };
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
-    let name = format!("images-{}", facemake::domain::new_id().to_lowercase());
-    client.create_bucket().bucket(&name).send().await.unwrap();
-    (client, name)
-}
+use facemake::testkit::moto_bucket as bucket;
 
 #[tokio::test]
 async fn the_app_uploads_through_the_presigned_url_and_downloads_the_output() {
