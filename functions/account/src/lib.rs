@@ -78,13 +78,6 @@ async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
 /// 5xx and the app calls again (the same token still works here, and only here), which finishes the job.
 async fn delete_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.token_user(&req).await?;
-    let erased = state.account.delete(&user).await?;
-    tracing::info!(
-        sessions = erased.sessions,
-        favorites = erased.favorites,
-        generations = erased.generations,
-        objects = erased.objects,
-        "account deleted"
-    );
+    state.account.delete(&user).await?;
     Ok(no_content())
 }

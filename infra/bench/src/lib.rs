@@ -44,6 +44,13 @@ pub struct LoopbackStage {
 }
 
 impl LoopbackStage {
+    /// [`LoopbackStage::create`] at the stand-ins the test command and bench.sh start
+    /// (`FACEMAKE_TEST_DYNAMODB_ENDPOINT`, `FACEMAKE_TEST_S3_ENDPOINT`).
+    pub async fn from_test_env(prefix: &str) -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set (bench.sh sets it)"));
+        Self::create(&var("FACEMAKE_TEST_DYNAMODB_ENDPOINT")?, &var("FACEMAKE_TEST_S3_ENDPOINT")?, prefix).await
+    }
+
     /// Creates the stage's resources under `prefix` (idempotent where the stand-ins allow it).
     pub async fn create(dynamodb_endpoint: &str, moto_endpoint: &str, prefix: &str) -> Result<Self, String> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(dynamodb_endpoint));

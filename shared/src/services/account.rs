@@ -56,6 +56,13 @@ impl Account {
         self.eraser.anonymise_credits(user, &user.anonymised(), now).await?;
         self.eraser.erase_identity(user, profile.as_ref().map(|p| p.phone.as_str())).await?;
         self.accounts.deletion_finished(user, now).await?;
+        tracing::info!(
+            sessions = erased.sessions,
+            favorites = erased.favorites,
+            generations = erased.generations,
+            objects = erased.objects,
+            "account deleted"
+        );
         Ok(erased)
     }
 

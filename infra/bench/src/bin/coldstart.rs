@@ -273,10 +273,7 @@ async fn cold_start(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let dynamodb = std::env::var("FACEMAKE_TEST_DYNAMODB_ENDPOINT")?;
-    let moto = std::env::var("FACEMAKE_TEST_S3_ENDPOINT")?;
-    let prefix = format!("bench{}-", std::process::id());
-    let stage = LoopbackStage::create(&dynamodb, &moto, &prefix).await?;
+    let stage = LoopbackStage::from_test_env(&format!("bench{}-", std::process::id())).await?;
     let mut env = stage.function_env("http://127.0.0.1:9");
     for pair in &args.extra_env {
         let (name, value) = pair.split_once('=').ok_or("--env takes NAME=VALUE")?;

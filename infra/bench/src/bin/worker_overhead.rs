@@ -42,15 +42,13 @@ impl ImageProvider for Instant0 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let dynamodb = std::env::var("FACEMAKE_TEST_DYNAMODB_ENDPOINT")?;
-    let moto = std::env::var("FACEMAKE_TEST_S3_ENDPOINT")?;
-    let prefix = format!("wo{}-", std::process::id());
-    let stage = LoopbackStage::create(&dynamodb, &moto, &prefix).await?;
+    let stage = LoopbackStage::from_test_env(&format!("wo{}-", std::process::id())).await?;
     let mut env = stage.function_env("http://127.0.0.1:9");
     env.insert("MAX_GENERATIONS_IN_FLIGHT".into(), "1000".into());
     let env: std::collections::HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let config = Config::from(&env)?;
-    let deps = Deps::deployed_with_endpoints(&config, &bench::sdk(&moto), &dynamodb, &moto);
+    let (dynamodb, moto) = (&stage.dynamodb_endpoint, &stage.moto_endpoint);
+    let deps = Deps::deployed_with_endpoints(&config, &bench::sdk(moto), dynamodb, moto);
 
     let mut png = Vec::new();
     image::RgbImage::from_pixel(64, 64, image::Rgb([200, 30, 30]))
