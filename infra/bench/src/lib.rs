@@ -31,6 +31,31 @@ pub fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .build()
 }
 
+/// An API Gateway (HTTP API) request as the deployed function receives it, with `user-agent`, a JSON body
+/// and a bearer token when given, from the caller 203.0.113.7.
+pub fn api_request(
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> lambda_http::Request {
+    let mut builder = http::Request::builder().method(method).uri(path).header("user-agent", "bench");
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let (parts, ()) = builder.body(()).expect("a request built from valid parts").into_parts();
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let event = local_api::api_gateway_event(&parts, &bytes, "203.0.113.7:4000".parse().expect("an address"));
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event lambda_http reads")
+}
+
 /// A stage on loopback stand-ins: its tables (created in DynamoDB Local under a prefix and seeded with the
 /// catalogue), its bucket and its three secrets (in moto).
 pub struct LoopbackStage {
@@ -162,6 +187,8 @@ mod tests {
     }
 }
 
+pub mod iam;
+
 pub mod proxy {
     //! A counting proxy for AWS calls: the SDK clients are pointed at it instead of DynamoDB Local or moto,
     //! it holds each call for a fixed delay, forwards it, and logs when it arrived and when it was answered.
@@ -186,6 +213,31 @@ pub mod proxy {
         pub operation: String,
         pub arrived: Instant,
         pub answered: Instant,
+        /// The whole request, who sent it and the answer's status (what the IAM conformance test reads).
+        pub exchange: Arc<crate::iam::Exchange>,
+    }
+
+    /// Calls the proxy answers itself with an AccessDenied instead of forwarding: a way to interrupt a
+    /// request half-way, as a denied or failed call would. Each entry is (operation, how many more times).
+    #[derive(Debug, Clone, Default)]
+    pub struct Faults(Arc<Mutex<Vec<(String, usize)>>>);
+
+    impl Faults {
+        /// Fails the next `times` calls of `operation` (as [`Call::operation`] names it, e.g. `S3 ListObjectsV2`).
+        pub fn fail(&self, operation: &str, times: usize) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push((operation.to_owned(), times));
+        }
+
+        fn take(&self, operation: &str) -> bool {
+            let mut faults = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match faults.iter_mut().find(|(op, n)| op == operation && *n > 0) {
+                Some((_, n)) => {
+                    *n -= 1;
+                    true
+                }
+                None => false,
+            }
+        }
     }
 
     /// The calls of every proxy sharing it, in arrival order.
@@ -253,6 +305,18 @@ pub mod proxy {
 
     impl CountingProxy {
         pub async fn start(upstream: &str, delay: Duration, log: CallLog) -> std::io::Result<Self> {
+            Self::start_labelled(upstream, delay, log, "", Faults::default()).await
+        }
+
+        /// [`CountingProxy::start`] whose calls carry `label` (who makes them) and that injects `faults`.
+        pub async fn start_labelled(
+            upstream: &str,
+            delay: Duration,
+            log: CallLog,
+            label: &str,
+            faults: Faults,
+        ) -> std::io::Result<Self> {
+            let label: Arc<str> = Arc::from(label);
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("http://{}", listener.local_addr()?);
             let upstream = upstream.trim_end_matches('/').to_owned();
@@ -260,10 +324,16 @@ pub mod proxy {
             let task = tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+                    let (label, faults) = (label.clone(), faults.clone());
                     tokio::spawn(async move {
                         let svc = service_fn(move |req: http::Request<Incoming>| {
                             let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
-                            async move { Ok::<_, Infallible>(forward(&client, &upstream, delay, &log, req).await) }
+                            let (label, faults) = (label.clone(), faults.clone());
+                            async move {
+                                let to =
+                                    Upstream { client: &client, url: &upstream, delay, label: &label, faults: &faults };
+                                Ok::<_, Infallible>(forward(to, &log, req).await)
+                            }
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), svc)
@@ -275,19 +345,46 @@ pub mod proxy {
         }
     }
 
-    async fn forward(
-        client: &reqwest::Client,
-        upstream: &str,
+    struct Upstream<'a> {
+        client: &'a reqwest::Client,
+        url: &'a str,
         delay: Duration,
-        log: &CallLog,
-        req: http::Request<Incoming>,
-    ) -> http::Response<Full<Bytes>> {
+        label: &'a str,
+        faults: &'a Faults,
+    }
+
+    async fn forward(to: Upstream<'_>, log: &CallLog, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+        let Upstream { client, url: upstream, delay, label, faults } = to;
         let arrived = Instant::now();
         let (parts, body) = req.into_parts();
         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         tokio::time::sleep(delay).await;
+        let operation = operation(&parts);
+        let exchange = |status: u16| {
+            Arc::new(crate::iam::Exchange {
+                label: label.to_owned(),
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or("").to_owned(),
+                target: parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned),
+                body: body.clone(),
+                status,
+            })
+        };
+        if faults.take(&operation) {
+            let denied = if operation.starts_with("S3 ") {
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied (injected)</Message></Error>"
+            } else {
+                r#"{"__type":"com.amazon.coral.service#AccessDeniedException","message":"injected"}"#
+            };
+            let mut r = http::Response::new(Full::new(Bytes::from_static(denied.as_bytes())));
+            *r.status_mut() =
+                if operation.starts_with("S3 ") { http::StatusCode::FORBIDDEN } else { http::StatusCode::BAD_REQUEST };
+            log.push(Call { operation, arrived, answered: Instant::now(), exchange: exchange(r.status().as_u16()) });
+            return r;
+        }
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+        let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body.clone());
         for (name, value) in &parts.headers {
             if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
                 out = out.header(name, value);
@@ -314,7 +411,8 @@ pub mod proxy {
             }
         };
         response.headers_mut().remove(http::header::CONNECTION);
-        log.push(Call { operation: operation(&parts), arrived, answered: Instant::now() });
+        let status = response.status().as_u16();
+        log.push(Call { operation, arrived, answered: Instant::now(), exchange: exchange(status) });
         response
     }
 
@@ -328,6 +426,15 @@ pub mod proxy {
                 operation: "x".into(),
                 arrived: t0 + Duration::from_millis(start_ms),
                 answered: t0 + Duration::from_millis(end_ms),
+                exchange: Arc::new(crate::iam::Exchange {
+                    label: String::new(),
+                    method: "POST".into(),
+                    path: "/".into(),
+                    query: String::new(),
+                    target: None,
+                    body: Bytes::new(),
+                    status: 200,
+                }),
             }
         }
 

@@ -46,20 +46,7 @@ struct Measured {
 }
 
 fn request(method: Method, path: &str, body: Option<Value>, token: Option<&str>, headers: &[(&str, &str)]) -> Request {
-    let mut builder = http::Request::builder().method(method).uri(path).header("user-agent", "round-trips");
-    if body.is_some() {
-        builder = builder.header("content-type", "application/json");
-    }
-    if let Some(token) = token {
-        builder = builder.header("authorization", format!("Bearer {token}"));
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let (parts, ()) = builder.body(()).unwrap().into_parts();
-    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let event = local_api::api_gateway_event(&parts, &bytes, "203.0.113.7:4000".parse().unwrap());
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    bench::api_request(method, path, body, token, headers)
 }
 
 impl Rig {
