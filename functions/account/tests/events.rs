@@ -46,6 +46,13 @@ async fn patch_me_sets_the_display_name_and_only_that() {
     assert_eq!(body_json(&unchanged)["displayName"], "Ada", "an absent field is left alone");
     let cleared = router(&h).handle(patch(r#"{"displayName": null}"#)).await;
     assert_eq!(body_json(&cleared)["displayName"], serde_json::Value::Null);
+    // An array is not a PATCH of nothing (serde would read it as a struct by position).
+    for body in ["[]", r#"["Eve"]"#, "null", "\"Eve\""] {
+        let refused = router(&h).handle(patch(body)).await;
+        let error = &body_json(&refused)["error"];
+        assert_eq!((refused.status().as_u16(), error["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{body}");
+        assert_eq!(error["details"][0]["field"], "body", "{body}");
+    }
     let me = router(&h).handle(with_bearer(event("get-me.json"), &session.access_token)).await;
     assert_eq!(body_json(&me)["credits"], 3, "credits untouched");
 }

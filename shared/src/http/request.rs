@@ -62,6 +62,14 @@ fn check_size(bytes: &[u8]) -> Result<(), ApiError> {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body of the API is an object. serde would also read a struct from an array, by
+    // position (`["+14155550123"]` as `{"phone": ...}`, `[]` as a PATCH of nothing): refuse any other value.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::validation("body", "the body must be a JSON object"),
+            Err(_) => ApiError::new(ErrorCode::MalformedJson, "The body is not valid JSON."),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
     deserializer.end().map_err(|_| ApiError::new(ErrorCode::MalformedJson, "The body is not valid JSON."))?;
@@ -199,6 +207,25 @@ mod tests {
         assert_eq!((not_object.code, not_object.details[0].field.as_str()), (ErrorCode::ValidationError, "body"));
         let trailing = json_body::<Phone>(&req(Some("application/json"), r#"{"phone":"+1"} x"#)).unwrap_err();
         assert_eq!(trailing.code, ErrorCode::MalformedJson);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct AllOptional {
+        #[serde(default)]
+        name: Option<String>,
+    }
+
+    #[test]
+    fn a_struct_is_never_read_from_an_array_or_a_scalar() {
+        // serde reads a struct from a sequence by position: `[]` would be a body with no fields.
+        for body in ["[]", r#"["+14155550123"]"#, " [null] ", "\"x\"", "7", "null", "true"] {
+            let err = json_body::<AllOptional>(&req(Some("application/json"), body)).unwrap_err();
+            assert_eq!((err.code, err.details[0].field.as_str()), (ErrorCode::ValidationError, "body"), "{body}");
+            assert_eq!(code(json_body(&req(Some("application/json"), body))), ErrorCode::ValidationError, "{body}");
+        }
+        assert_eq!(code(json_body(&req(Some("application/json"), "[1,"))), ErrorCode::MalformedJson);
+        assert!(json_body::<AllOptional>(&req(Some("application/json"), " {} ")).is_ok());
     }
 
     #[test]

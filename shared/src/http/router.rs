@@ -82,17 +82,22 @@ impl Router {
         let path = req.raw_http_path().to_owned();
         let path = if path.is_empty() { req.uri().path().to_owned() } else { path };
 
-        let mut path_known = false;
+        // The methods the path takes, for a 405's `Allow` (RFC 9110 §15.5.6).
+        let mut allowed: Vec<&str> = Vec::new();
         let mut found = None;
         for route in &self.routes {
             if let Some(params) = matches(route.pattern, &path) {
-                path_known = true;
                 if route.method == method {
                     found = Some((route, params));
                     break;
                 }
+                if !allowed.contains(&route.method.as_str()) {
+                    allowed.push(route.method.as_str());
+                }
             }
         }
+        let path_known = !allowed.is_empty();
+        let method_not_allowed = found.is_none() && path_known;
         let ((pattern, result), caller) = crate::telemetry::with_caller(async {
             match found {
                 Some((route, params)) => {
@@ -112,6 +117,11 @@ impl Router {
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
+        }
+        if method_not_allowed {
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(http::header::ALLOW, v);
+            }
         }
         let status = response.status().as_u16();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -189,7 +199,15 @@ mod tests {
         assert_eq!(body["error"]["code"], "NOT_FOUND");
         assert_eq!(body["error"]["requestId"], missing.headers()["x-request-id"].to_str().unwrap());
 
-        assert_eq!(call("DELETE", "/v1/things/abc").await.status(), 405);
+        let wrong_method = call("DELETE", "/v1/things/abc").await;
+        assert_eq!(wrong_method.status(), 405);
+        assert_eq!(wrong_method.headers()["allow"], "GET", "RFC 9110: a 405 lists the path's methods");
+        assert!(ok.headers().get("allow").is_none() && missing.headers().get("allow").is_none());
+        let two = router()
+            .route(Method::DELETE, "/v1/things/{id}", Arc::new(()), fails)
+            .handle(http::Request::builder().method("PUT").uri("/v1/things/abc").body(Body::Empty).unwrap())
+            .await;
+        assert_eq!((two.status().as_u16(), two.headers()["allow"].to_str().unwrap()), (405, "GET, DELETE"));
         assert_eq!(call("POST", "/v1/things").await.status(), 409);
         assert_eq!(call("GET", "/v1/things/").await.status(), 404, "an empty parameter does not match");
         assert_eq!(call("GET", "/v1/things/a/b").await.status(), 404);
