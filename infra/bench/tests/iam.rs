@@ -44,12 +44,41 @@ const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
 
 /// Grants no recorded call uses, each with why it stays. The test fails on an unused grant that is not
 /// here, and on an entry here that a call does use (or that no longer exists), so the list stays true.
-const KEPT: &[(&str, &str, &str, &str)] = &[(
-    "GenerationWorkerFunction",
-    "sqs:SendMessage",
-    "arn:aws:sqs:REGION:ACCOUNT:GenerationDeadLetterQueue",
-    "the stream event's on-failure destination: Lambda's poller sends with the function's role, not the code",
-)];
+const KEPT: &[(&str, &str, &str, &str)] = &[
+    (
+        "GenerationWorkerFunction",
+        "sqs:SendMessage",
+        "arn:aws:sqs:REGION:ACCOUNT:GenerationDeadLetterQueue",
+        "the stream event's on-failure destination: Lambda's poller sends with the function's role, not the code",
+    ),
+    (
+        "GenerationWorkerFunction",
+        "dynamodb:DescribeStream",
+        "arn:aws:dynamodb:REGION:ACCOUNT:table/GenerationsTable/stream/*",
+        "Lambda's event source mapping reads the stream with the function's role, not the code",
+    ),
+    (
+        "GenerationWorkerFunction",
+        "dynamodb:GetRecords",
+        "arn:aws:dynamodb:REGION:ACCOUNT:table/GenerationsTable/stream/*",
+        "as DescribeStream",
+    ),
+    (
+        "GenerationWorkerFunction",
+        "dynamodb:GetShardIterator",
+        "arn:aws:dynamodb:REGION:ACCOUNT:table/GenerationsTable/stream/*",
+        "as DescribeStream",
+    ),
+    (
+        "GenerationWorkerFunction",
+        "dynamodb:ListStreams",
+        "*",
+        "the event source mapping lists streams; the action takes no resource and returns stream ARNs, no records",
+    ),
+];
+
+/// Managed policies no function may carry: AWSLambdaDynamoDBExecutionRole reads every stream of the account.
+const REFUSED_MANAGED: &[&str] = &["AWSLambdaDynamoDBExecutionRole"];
 
 enum Handler {
     Http(Router),
@@ -650,6 +679,14 @@ async fn iam_every_aws_call_of_every_function_is_granted_by_template_yaml() {
         for e in &f.events {
             if !covered.contains(&(id.clone(), e.name.clone())) {
                 problems.push(format!("{id}: its event {} ({}) was never invoked", e.name, e.kind));
+            }
+        }
+    }
+
+    for (id, f) in &stage.template.functions {
+        for m in &f.managed {
+            if REFUSED_MANAGED.iter().any(|r| m.contains(r)) {
+                problems.push(format!("{id}: carries {m}: give it a role with the stream read scoped to its table"));
             }
         }
     }
