@@ -251,6 +251,11 @@ pub mod proxy {
             calls
         }
 
+        /// Whether a call matching `pred` was logged (the log is left as it is).
+        pub fn any(&self, pred: impl Fn(&Call) -> bool) -> bool {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().any(pred)
+        }
+
         fn push(&self, call: Call) {
             self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }
