@@ -289,11 +289,17 @@ impl Stage {
 
     /// The worker handles the stream record of a new generation (as the event source mapping delivers it).
     async fn work(&self, worker: &Deployed, user: &str, generation: &str) {
+        let answer = self.deliver(worker, user, generation, &ulid::Ulid::new().to_string()).await;
+        assert_eq!(answer["batchItemFailures"], json!([]), "the worker reported a failure");
+    }
+
+    /// One delivery of the stream record `event_id` (Lambda's retry of a record carries the same id).
+    async fn deliver(&self, worker: &Deployed, user: &str, generation: &str, event_id: &str) -> Value {
         let Handler::Worker(w) = &worker.handler else { panic!("not the worker") };
         let (id, event) = self.event_name("generation-worker", "DynamoDB");
         self.cover(&id, &event);
         let record = json!({"Records": [{
-            "eventID": ulid::Ulid::new().to_string(),
+            "eventID": event_id,
             "eventName": "INSERT",
             "eventSource": "aws:dynamodb",
             "dynamodb": {
@@ -301,8 +307,7 @@ impl Stage {
                 "SequenceNumber": "100",
             },
         }]});
-        let answer = generation_worker::handle(w.clone(), record).await.unwrap();
-        assert_eq!(answer["batchItemFailures"], json!([]), "the worker reported a failure");
+        generation_worker::handle(w.clone(), record).await.unwrap()
     }
 
     /// The scheduled reconciler, `ahead` seconds after now.
@@ -360,14 +365,17 @@ impl Stage {
 
     /// Starts a generation of `template` from `upload`; its id.
     async fn start(&self, token: &str, template: &str, upload: &str) -> String {
-        let key = ulid::Ulid::new().to_string();
+        self.start_with_key(token, template, upload, &ulid::Ulid::new().to_string()).await
+    }
+
+    async fn start_with_key(&self, token: &str, template: &str, upload: &str, key: &str) -> String {
         let response = self
             .http_with(
                 Method::POST,
                 "/v1/generations",
                 Some(json!({"templateId": template, "uploadId": upload})),
                 Some(token),
-                &[("idempotency-key", &key)],
+                &[("idempotency-key", key)],
             )
             .await;
         assert_eq!(response.status(), 202, "{}", body_json(&response));
@@ -460,12 +468,29 @@ async fn journey(stage: &Stage) {
         }
     }
     let session = session.unwrap();
+    // A returning user's sign-in (another branch: the existing account and a new session).
+    assert_eq!(stage.sign_in("+14155550101").await["isNewUser"], false);
+    // Twilio refuses one number: 503, and the send is undone (the cooldown given back).
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC1/Messages.json"))
+        .and(|r: &wiremock::Request| String::from_utf8_lossy(&r.body).contains("To=%2B14155550108"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .mount(&stage.twilio)
+        .await;
+    let unsent = stage.http(Method::POST, "/v1/auth/send-code", Some(json!({"phone": "+14155550108"})), None).await;
+    assert_eq!(unsent.status(), 503, "{}", body_json(&unsent));
 
     let refreshed = stage
         .http(Method::POST, "/v1/auth/refresh", Some(json!({"refreshToken": session["refreshToken"]})), None)
         .await;
     assert_eq!(refreshed.status(), 200, "{}", body_json(&refreshed));
     let refreshed = body_json(&refreshed);
+    // The spent token again: a reuse, which revokes the whole family.
+    let reused = stage
+        .http(Method::POST, "/v1/auth/refresh", Some(json!({"refreshToken": session["refreshToken"]})), None)
+        .await;
+    assert_eq!(reused.status(), 401);
     let t = token(&refreshed);
     let logout = stage
         .http(Method::POST, "/v1/auth/logout", Some(json!({"refreshToken": refreshed["refreshToken"]})), Some(&t))
@@ -513,7 +538,17 @@ async fn journey(stage: &Stage) {
     let user = user_id(&first);
     let worker = stage.function("generation-worker");
     let upload = stage.upload(&t).await;
-    let g = stage.start(&t, "neon-noir", &upload).await;
+    let g = stage.start_with_key(&t, "neon-noir", &upload, "first-start").await;
+    // The app's retry with the same key: the same generation, nothing charged again.
+    assert_eq!(stage.start_with_key(&t, "neon-noir", &upload, "first-start").await, g);
+    // The result cannot be stored (the put is denied once): the record is reported for Lambda to retry and
+    // the claim released; the retry of the same record renders it.
+    worker.faults.fail("S3 PutObject", 1);
+    let failed = stage.deliver(worker, &user, &g, "record-1").await;
+    assert_eq!(failed["batchItemFailures"].as_array().map(Vec::len), Some(1), "{failed}");
+    let retried = stage.deliver(worker, &user, &g, "record-1").await;
+    assert_eq!(retried["batchItemFailures"], json!([]));
+    // A later duplicate of the record finds the job finished and skips it.
     stage.work(worker, &user, &g).await;
     let done = stage.generation(&t, &g).await;
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -649,6 +684,10 @@ async fn journey(stage: &Stage) {
     // And one that runs through, of an account with a result, a favourite and a leftover.
     let other = stage.sign_in("+14155550103").await;
     let (t2, u2) = (token(&other), user_id(&other));
+    let bought = stage
+        .http(Method::POST, "/v1/credits/purchases", Some(stage.purchase_body("2000000000000302")), Some(&t2))
+        .await;
+    assert_eq!(bought.status(), 200);
     let upload = stage.upload(&t2).await;
     let g = stage.start(&t2, "neon-noir", &upload).await;
     stage.work(worker, &u2, &g).await;
