@@ -162,33 +162,11 @@ fn dynamodb(operation: &str, body: &Json, names: &Names) -> Result<Vec<Access>, 
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 fn query_params(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(&v.replace('+', " ")))
-        })
-        .collect()
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 fn s3(x: &Exchange, names: &Names) -> Result<Vec<Access>, String> {
@@ -479,80 +457,39 @@ impl Resolver<'_> {
         let param = |key: &str| -> Result<String, String> {
             self.scalar(params.get(key).ok_or_else(|| format!("{name} without {key}"))?)
         };
-        let table = |t: &str| format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}");
-        let (actions, resources): (&[&str], Vec<String>) = match name {
-            "DynamoDBReadPolicy" => {
-                let t = param("TableName")?;
-                (
-                    &[
-                        "dynamodb:GetItem",
-                        "dynamodb:Scan",
-                        "dynamodb:Query",
-                        "dynamodb:BatchGetItem",
-                        "dynamodb:DescribeTable",
-                    ],
-                    vec![table(&t), format!("{}/index/*", table(&t))],
-                )
+        const DYNAMODB_READ: &[&str] =
+            &["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"];
+        const DYNAMODB_WRITE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"];
+        const DYNAMODB_CRUD_EXTRA: &[&str] = &["dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"];
+        const S3_READ: &[&str] = &[
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+            "s3:GetObjectVersion",
+            "s3:GetLifecycleConfiguration",
+        ];
+        const S3_CRUD_EXTRA: &[&str] =
+            &["s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration", "s3:DeleteObject"];
+        // A table and its indexes; a bucket and its objects.
+        let table = || -> Result<Vec<String>, String> {
+            let arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", param("TableName")?);
+            Ok(vec![format!("{arn}/index/*"), arn])
+        };
+        let bucket = || -> Result<Vec<String>, String> {
+            let arn = format!("arn:aws:s3:::{}", param("BucketName")?);
+            Ok(vec![format!("{arn}/*"), arn])
+        };
+        let (actions, resources): (Vec<&str>, Vec<String>) = match name {
+            "DynamoDBReadPolicy" => (DYNAMODB_READ.to_vec(), table()?),
+            "DynamoDBWritePolicy" => (DYNAMODB_WRITE.to_vec(), table()?),
+            "DynamoDBCrudPolicy" => ([DYNAMODB_READ, DYNAMODB_WRITE, DYNAMODB_CRUD_EXTRA].concat(), table()?),
+            "S3ReadPolicy" => (S3_READ.to_vec(), bucket()?),
+            "S3CrudPolicy" => ([S3_READ, S3_CRUD_EXTRA].concat(), bucket()?),
+            "AWSSecretsManagerGetSecretValuePolicy" => {
+                (vec!["secretsmanager:GetSecretValue"], vec![param("SecretArn")?])
             }
-            "DynamoDBWritePolicy" => {
-                let t = param("TableName")?;
-                (
-                    &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
-                    vec![table(&t), format!("{}/index/*", table(&t))],
-                )
-            }
-            "DynamoDBCrudPolicy" => {
-                let t = param("TableName")?;
-                (
-                    &[
-                        "dynamodb:GetItem",
-                        "dynamodb:DeleteItem",
-                        "dynamodb:PutItem",
-                        "dynamodb:Scan",
-                        "dynamodb:Query",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:BatchWriteItem",
-                        "dynamodb:BatchGetItem",
-                        "dynamodb:DescribeTable",
-                        "dynamodb:ConditionCheckItem",
-                    ],
-                    vec![table(&t), format!("{}/index/*", table(&t))],
-                )
-            }
-            "S3ReadPolicy" => {
-                let b = param("BucketName")?;
-                (
-                    &[
-                        "s3:GetObject",
-                        "s3:ListBucket",
-                        "s3:GetBucketLocation",
-                        "s3:GetObjectVersion",
-                        "s3:GetLifecycleConfiguration",
-                    ],
-                    vec![format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")],
-                )
-            }
-            "S3CrudPolicy" => {
-                let b = param("BucketName")?;
-                (
-                    &[
-                        "s3:GetObject",
-                        "s3:ListBucket",
-                        "s3:GetBucketLocation",
-                        "s3:GetObjectVersion",
-                        "s3:PutObject",
-                        "s3:PutObjectAcl",
-                        "s3:GetLifecycleConfiguration",
-                        "s3:PutLifecycleConfiguration",
-                        "s3:DeleteObject",
-                    ],
-                    vec![format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")],
-                )
-            }
-            "AWSSecretsManagerGetSecretValuePolicy" => (&["secretsmanager:GetSecretValue"], vec![param("SecretArn")?]),
             "SQSSendMessagePolicy" => {
-                let q = param("QueueName")?;
-                (&["sqs:SendMessage*"], vec![format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{q}")])
+                (vec!["sqs:SendMessage*"], vec![format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", param("QueueName")?)])
             }
             other => return Err(format!("the SAM policy template {other} is not modelled: add its expansion")),
         };
@@ -560,7 +497,7 @@ impl Resolver<'_> {
             for resource in &resources {
                 grants.push(Grant {
                     source: name.to_owned(),
-                    action: (*action).to_owned(),
+                    action: action.to_owned(),
                     resource: resource.clone(),
                     conditions: Vec::new(),
                 });
@@ -775,6 +712,8 @@ mod tests {
                 Access::new("s3:DeleteObject", "arn:aws:s3:::ImagesBucket/work/u1/g.jpg"),
             ]
         );
+        let encoded = accesses(&s3("GET", "/st-images/uploads/u1/a%20b%2Bc.jpg", "", "", 200), &n).unwrap();
+        assert_eq!(encoded[0].resource, "arn:aws:s3:::ImagesBucket/uploads/u1/a b+c.jpg", "keys are percent-decoded");
         let presigned_put =
             accesses(&s3("PUT", "/st-images/uploads/u1/c.jpg", "X-Amz-Signature=abc", "", 200), &n).unwrap();
         assert_eq!(presigned_put, [Access::new("s3:PutObject", "arn:aws:s3:::ImagesBucket/uploads/u1/c.jpg")]);
@@ -859,6 +798,15 @@ Resources:
             [Event { name: "Get".into(), kind: "HttpApi".into(), route: Some(("GET".into(), "/v1/x/{id}".into())) }]
         );
         assert!(f.managed.iter().any(|m| m.starts_with("AWSXrayWriteOnlyAccess")));
+        let crud = Template::parse(
+            "Resources:\n  T: {Type: AWS::DynamoDB::Table}\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n    Properties:\n      Policies:\n        - DynamoDBCrudPolicy: {TableName: !Ref T}\n",
+        )
+        .unwrap();
+        let f = &crud.functions["F"];
+        let index = Access::new("dynamodb:Query", "arn:aws:dynamodb:REGION:ACCOUNT:table/T/index/ByUser");
+        let check = Access::new("dynamodb:ConditionCheckItem", "arn:aws:dynamodb:REGION:ACCOUNT:table/T");
+        assert!(f.granting(&index).next().is_some() && f.granting(&check).next().is_some());
+        assert!(f.granting(&Access::new("dynamodb:GetItem", USERS)).next().is_none(), "only its own table");
         let unknown = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n    Properties:\n      Policies:\n        - KinesisCrudPolicy: {StreamName: s}\n");
         assert!(unknown.unwrap_err().contains("KinesisCrudPolicy"));
     }

@@ -36,6 +36,9 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod common;
+use common::{openai_success, png};
+
 /// Each call is held this long: two requests a handler makes together then overlap at the stand-in, as
 /// they would on AWS (the lost race for a code depends on it).
 const DELAY: Duration = Duration::from_millis(10);
@@ -111,27 +114,6 @@ struct Stage {
     s3: aws_sdk_s3::Client,
 }
 
-fn png() -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image::RgbImage::from_pixel(16, 16, image::Rgb([10, 200, 10]))
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
-    bytes
-}
-
-async fn openai_mock(response: ResponseTemplate) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/images/edits")).respond_with(response).mount(&server).await;
-    server
-}
-
-fn openai_success() -> ResponseTemplate {
-    use base64::Engine;
-    ResponseTemplate::new(200).set_body_json(json!({
-        "created": 1, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(png())}]
-    }))
-}
-
 /// Which function of `functions` API Gateway sends `method path` to: the route with most literal segments
 /// wins, as HTTP APIs prefer `/v1/templates/categories` over `/v1/templates/{id}`.
 fn route<'a>(functions: &'a BTreeMap<String, Deployed>, method: &Method, path: &str) -> Option<(&'a Deployed, String)> {
@@ -161,13 +143,8 @@ impl Stage {
         let loopback = LoopbackStage::from_test_env(&prefix).await.expect("the loopback stage (infra/scripts/test.sh)");
         let template = Template::parse(TEMPLATE_YAML).unwrap();
 
-        let twilio = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/2010-04-01/Accounts/AC1/Messages.json"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})))
-            .mount(&twilio)
-            .await;
-        let openai = openai_mock(openai_success()).await;
+        let twilio = common::twilio().await;
+        let openai = common::openai(openai_success()).await;
         let replicate = MockServer::start().await;
 
         let moto = bench::sdk(&loopback.moto_endpoint);
@@ -194,13 +171,8 @@ impl Stage {
 
     /// The stage's environment for every function, with `overrides` (e.g. another provider stand-in).
     fn env(&self, overrides: &[(&str, String)]) -> BTreeMap<String, String> {
-        let mut env = self.loopback.function_env(&self.twilio.uri());
-        env.insert("OPENAI_API_BASE".into(), self.openai.uri());
+        let mut env = common::function_env(&self.loopback, &self.twilio, &self.openai, &self.chain);
         env.insert("REPLICATE_API_BASE".into(), self.replicate.uri());
-        env.insert("APP_STORE_ROOT_CERTS".into(), self.chain.root_base64());
-        env.insert("RESEND_COOLDOWN_SECONDS".into(), "0".into());
-        env.insert("SEND_CODE_IP_LIMIT_PER_HOUR".into(), "1000".into());
-        env.insert("MAX_GENERATIONS_IN_FLIGHT".into(), "10".into());
         for (k, v) in overrides {
             env.insert((*k).to_owned(), v.clone());
         }
@@ -333,33 +305,17 @@ impl Stage {
     }
 
     async fn last_code(&self, phone: &str) -> String {
-        let encoded = phone.replace('+', "%2B");
-        let requests = self.twilio.received_requests().await.unwrap();
-        let form = requests
-            .iter()
-            .rev()
-            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-            .find(|f| f.contains(&format!("To={encoded}")))
-            .expect("a text to the number");
-        form.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_owned()
+        common::last_code(&self.twilio, phone).await
     }
 
     /// An upload slot with a small JPEG put through its presigned URL (as the app does).
     async fn upload(&self, token: &str) -> String {
-        let mut photo = Vec::new();
-        image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]))
-            .write_to(&mut std::io::Cursor::new(&mut photo), image::ImageFormat::Jpeg)
-            .unwrap();
+        let photo = common::jpeg();
         let body = json!({"contentType": "image/jpeg", "contentLength": photo.len()});
         let slot = self.http(Method::POST, "/v1/uploads", Some(body), Some(token)).await;
         assert_eq!(slot.status(), 201, "{}", body_json(&slot));
         let slot = body_json(&slot);
-        let mut put = reqwest::Client::new().put(slot["uploadUrl"].as_str().unwrap()).body(photo);
-        for (name, value) in slot["headers"].as_object().unwrap() {
-            put = put.header(name.as_str(), value.as_str().unwrap());
-        }
-        let put = put.send().await.unwrap();
-        assert!(put.status().is_success(), "the presigned PUT: {}", put.status());
+        common::put_photo(&slot, photo).await;
         slot["uploadId"].as_str().unwrap().to_owned()
     }
 
@@ -625,7 +581,7 @@ async fn journey(stage: &Stage) {
             &worker.function.logical_id,
             &[(
                 "OPENAI_API_BASE",
-                openai_mock(ResponseTemplate::new(400).set_body_json(
+                common::openai(ResponseTemplate::new(400).set_body_json(
                     json!({"error": {"message": "rejected by the safety system", "type": "image_generation_user_error", "code": "moderation_blocked"}}),
                 ))
                 .await
@@ -655,7 +611,7 @@ async fn journey(stage: &Stage) {
     let slow = stage
         .deploy(
             &worker.function.logical_id,
-            &[("OPENAI_API_BASE", openai_mock(openai_success().set_delay(Duration::from_secs(3))).await.uri())],
+            &[("OPENAI_API_BASE", common::openai(openai_success().set_delay(Duration::from_secs(3))).await.uri())],
         )
         .await;
     let upload = stage.upload(&t).await;

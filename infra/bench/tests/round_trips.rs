@@ -23,8 +23,9 @@ use facemake::wiring::Deps;
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
+
+mod common;
 
 const DELAY: Duration = Duration::from_millis(25);
 const BUNDLE_ID: &str = "app.facemake.ios";
@@ -61,36 +62,10 @@ impl Rig {
         let dynamo_proxy = CountingProxy::start(&dynamodb, DELAY, log.clone()).await.unwrap();
         let moto_proxy = CountingProxy::start(&moto, DELAY, log.clone()).await.unwrap();
 
-        let twilio = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/2010-04-01/Accounts/AC1/Messages.json"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})))
-            .mount(&twilio)
-            .await;
-        let openai = MockServer::start().await;
-        let png = {
-            let mut bytes = Vec::new();
-            image::RgbImage::from_pixel(16, 16, image::Rgb([10, 200, 10]))
-                .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-                .unwrap();
-            bytes
-        };
-        use base64::Engine;
-        Mock::given(method("POST"))
-            .and(path("/v1/images/edits"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "created": 1, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(&png)}]
-            })))
-            .mount(&openai)
-            .await;
-
+        let twilio = common::twilio().await;
+        let openai = common::openai(common::openai_success()).await;
         let chain = TestChain::generate().unwrap();
-        let mut env = stage.function_env(&twilio.uri());
-        env.insert("OPENAI_API_BASE".into(), openai.uri());
-        env.insert("APP_STORE_ROOT_CERTS".into(), chain.root_base64());
-        env.insert("MAX_GENERATIONS_IN_FLIGHT".into(), "10".into());
-        env.insert("SEND_CODE_IP_LIMIT_PER_HOUR".into(), "1000".into());
-        env.insert("RESEND_COOLDOWN_SECONDS".into(), "0".into());
+        let env = common::function_env(&stage, &twilio, &openai, &chain);
         let env: std::collections::HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let config = Config::from(&env).unwrap();
         let sdk = bench::sdk(&moto_proxy.url);
@@ -117,15 +92,7 @@ impl Rig {
 
     /// The code texted to `phone` most recently.
     async fn last_code(&self, phone: &str) -> String {
-        let requests = self.twilio.received_requests().await.unwrap();
-        let encoded = phone.replace('+', "%2B");
-        let form = requests
-            .iter()
-            .rev()
-            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-            .find(|f| f.contains(&format!("To={encoded}")))
-            .expect("a text to the number");
-        form.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_owned()
+        common::last_code(&self.twilio, phone).await
     }
 
     fn send_code(&self, phone: &str) -> Request {
@@ -166,23 +133,12 @@ impl Rig {
 
     /// A presigned upload slot, with a small real JPEG put through it (as the app's PUT would).
     async fn upload(&self, token: &str) -> String {
-        let photo = {
-            let mut bytes = Vec::new();
-            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]))
-                .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
-                .unwrap();
-            bytes
-        };
+        let photo = common::jpeg();
         let body = json!({"contentType": "image/jpeg", "contentLength": photo.len()});
         let slot = self.call(request(Method::POST, "/v1/uploads", Some(body), Some(token), &[])).await;
         assert_eq!(slot.status(), 201, "{}", body_json(&slot));
         let slot = body_json(&slot);
-        let mut put = reqwest::Client::new().put(slot["uploadUrl"].as_str().unwrap()).body(photo);
-        for (name, value) in slot["headers"].as_object().unwrap() {
-            put = put.header(name.as_str(), value.as_str().unwrap());
-        }
-        let put = put.send().await.unwrap();
-        assert!(put.status().is_success(), "{}", put.status());
+        common::put_photo(&slot, photo).await;
         slot["uploadId"].as_str().unwrap().to_owned()
     }
 
