@@ -14,7 +14,7 @@
 # 6. the criterion hot paths (`shared/benches/hot_paths.rs`).
 # The round-trip counts are a test (`infra/bench/tests/round_trips.rs`) and run with the test command.
 #
-# Needs what the test command needs, plus PyPI for cargo-lambda and Zig (pinned as in the README). About 45 minutes
+# Needs what the test command needs, plus PyPI for cargo-lambda and Zig (pinned as in docs/operations.md, "Deploy"). About 45 minutes
 # on a cold 2-core machine (the release build dominates), a few minutes once target/ is warm.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

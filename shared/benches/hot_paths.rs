@@ -18,11 +18,11 @@ use facemake::http::{encode_cursor, json, json_body, ApiError};
 use facemake::imaging::{prepare, PrepareLimits};
 use facemake::ports::{CatalogueStore, Clock, SystemClock};
 use facemake::services::catalogue::{CatalogueService, TemplateFilter, TemplateKey};
-use facemake::testkit::{self, ManualClock, PREVIEW_BASE_URL, TEST_MASTER_KEY};
 use facemake::tokens::AccessTokens;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
 use image::{ImageDecoder, ImageFormat, ImageReader};
+use testkit::{self, ManualClock, PREVIEW_BASE_URL, TEST_MASTER_KEY};
 
 /// Measurement and warm-up of the fast groups: the whole run stays under two minutes after compiling.
 const SHORT: Duration = Duration::from_secs(3);
@@ -182,7 +182,7 @@ fn catalogue(c: &mut Criterion) {
 // imaging
 
 fn imaging(c: &mut Criterion) {
-    let input = facemake::testkit::camera_photo(4000, 3000);
+    let input = testkit::camera_photo(4000, 3000);
     let limits = PrepareLimits::default();
     let mut probe = ImageReader::with_format(Cursor::new(&input), ImageFormat::Jpeg).into_decoder().expect("decoder");
     assert_eq!(probe.dimensions(), (4000, 3000));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::adapters::appstore::AppStoreVerifier;
 use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::dynamodb::TableStream;
 use crate::adapters::keys::SecretsManagerKeys;
 use crate::adapters::objects::S3Objects;
 use crate::adapters::providers::openai::OpenAiImages;
@@ -14,6 +15,7 @@ use crate::adapters::sms::TwilioSms;
 use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
+use crate::ports::Dispatcher;
 use crate::ports::{
     AccountEraser, AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, GenerationStore, KeyProvider,
     LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
@@ -22,7 +24,7 @@ use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
 use crate::services::catalogue::CatalogueService;
 use crate::services::credits::Credits;
-use crate::services::generation::{Dispatcher, Generations, Providers, RetryPolicy, TableStream, Worker};
+use crate::services::generation::{Generations, Providers, RetryPolicy, Worker};
 use crate::tokens::AccessTokens;
 
 /// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
@@ -86,7 +88,7 @@ pub async fn aws_config() -> Result<aws_config::SdkConfig, String> {
 }
 
 /// The roots AWS service endpoints chain to: Amazon Root CA 1–4 and Starfield Services Root CA G2 (Amazon
-/// Trust Services), as Debian's ca-certificates 20230311 ships them; `config::tests` pins their fingerprints.
+/// Trust Services), as Debian's ca-certificates 20230311 ships them; `wiring::tests` pins their fingerprints.
 pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
 /// The SDK's default HTTP client (hyper, rustls with aws-lc, proxy settings from the environment) trusting
@@ -297,21 +299,23 @@ pub async fn run_http_function(
 
 /// A non-HTTP Lambda function's whole `main` (the worker, the reconciler): logs, configuration and adapters
 /// once per container, `build` once, then `handle` for every event.
-pub async fn run_event_function<S, F, Fut>(
+pub async fn run_event_function<S, E, R, F, Fut>(
     build: impl FnOnce(&Deps) -> Result<S, lambda_http::Error>,
     handle: F,
 ) -> Result<(), lambda_http::Error>
 where
     S: Send + Sync + 'static,
-    F: Fn(Arc<S>, serde_json::Value) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, lambda_http::Error>>,
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize,
+    F: Fn(Arc<S>, E) -> Fut,
+    Fut: std::future::Future<Output = Result<R, lambda_http::Error>>,
 {
     crate::telemetry::init();
     let config = Config::from_env()?;
     let deps = Deps::deployed(&config, &aws_config().await?);
     let state = Arc::new(build(&deps)?);
     lambda_http::lambda_runtime::run(lambda_http::lambda_runtime::service_fn(
-        |event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>| handle(state.clone(), event.payload),
+        |event: lambda_http::lambda_runtime::LambdaEvent<E>| handle(state.clone(), event.payload),
     ))
     .await
 }

@@ -13,8 +13,8 @@ use facemake::ports::{
     JobRef, ObjectInfo, ObjectStore, PortError, PresignedUpload, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
 };
 use facemake::services::auth::RefreshError;
-use facemake::testkit::Harness;
 use facemake::wiring::Store;
+use testkit::Harness;
 
 const PHONE: &str = "+14155550188";
 const PHONE_DIGITS: &str = "4155550188";
@@ -228,7 +228,7 @@ async fn memory_deletion_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_deletion_leaves_nothing_behind() {
-    deletion_leaves_nothing_behind(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    deletion_leaves_nothing_behind(Arc::new(testkit::dynamodb_store().await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,10 +238,7 @@ async fn memory_an_app_store_refund_after_deletion_applies_to_the_anonymous_ledg
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger() {
-    an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger(Arc::new(
-        facemake::testkit::dynamodb_store().await,
-    ))
-    .await;
+    an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger(Arc::new(testkit::dynamodb_store().await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +248,7 @@ async fn memory_an_interrupted_deletion_finishes_when_run_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_an_interrupted_deletion_finishes_when_run_again() {
-    an_interrupted_deletion_finishes_when_run_again(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    an_interrupted_deletion_finishes_when_run_again(Arc::new(testkit::dynamodb_store().await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,5 +258,5 @@ async fn memory_an_abandoned_deletion_is_finished_by_the_reconciler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_an_abandoned_deletion_is_finished_by_the_reconciler() {
-    an_abandoned_deletion_is_finished_by_the_reconciler(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    an_abandoned_deletion_is_finished_by_the_reconciler(Arc::new(testkit::dynamodb_store().await)).await;
 }

@@ -9,12 +9,12 @@ use facemake::domain::{LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, UserId};
 use facemake::ports::{
     AttemptOutcome, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome, Written,
 };
-use facemake::testkit::dynamodb_store;
 use facemake::wiring::Store;
+use testkit::dynamodb_store;
 
 const NOW: i64 = 1_800_000_000;
 
-facemake::store_contract!(
+testkit::store_contract!(
     otp_replace_is_conditional_on_the_version,
     otp_concurrent_replacements_let_exactly_one_win,
     otp_attempts_are_counted_and_refusals_classified,

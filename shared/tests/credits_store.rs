@@ -10,7 +10,7 @@ use facemake::wiring::Store;
 
 const NOW: i64 = 1_800_000_000;
 
-facemake::store_contract!(
+testkit::store_contract!(
     a_purchase_is_credited_once_and_only_to_its_owner,
     fifty_concurrent_posts_of_one_transaction_credit_it_once,
     concurrent_distinct_purchases_all_count,

@@ -19,10 +19,10 @@ use facemake::ports::{
 use facemake::services::generation::{
     Generations, JobResult, Providers, RetryPolicy, StartError, Started, Worker, REASON_BUSY, REASON_TIMED_OUT,
 };
-use facemake::testkit::Harness;
 use facemake::wiring::Store;
+use testkit::Harness;
 
-facemake::store_contract!(
+testkit::store_contract!(
     two_hundred_concurrent_starts_on_fifty_credits_accept_exactly_fifty,
     one_idempotency_key_sent_twenty_times_concurrently_charges_once,
     a_reused_key_with_another_body_is_refused_and_charges_nothing,
@@ -513,7 +513,7 @@ async fn a_redelivery_of_the_same_record_takes_over_the_claim_of_a_crashed_worke
 
 /// A provider that fetches its input by URL (as Replicate does): it records what the worker stored there.
 struct FetchesByUrl {
-    objects: Arc<facemake::adapters::objects::MemoryObjects>,
+    objects: Arc<facemake::adapters::memory::MemoryObjects>,
     seen: Mutex<Vec<(String, Option<Vec<u8>>)>>,
 }
 
@@ -719,14 +719,14 @@ async fn the_reconciler_pages_past_a_full_page_of_jobs_it_cannot_refund_yet(stor
 async fn dynamodb_a_malformed_pending_row_at_the_end_of_a_page_does_not_stop_the_paging() {
     use aws_sdk_dynamodb::types::AttributeValue as A;
     use facemake::ports::GenerationStore;
-    let store = Arc::new(facemake::testkit::dynamodb_store().await);
+    let store = Arc::new(testkit::dynamodb_store().await);
     let table = store.tables().generations.clone();
     let w = world(store.clone(), 3, vec![]).await;
     let user = w.user(3).await;
     let upload = w.upload(&user, photo()).await;
     let started = w.start(&user, "k", &upload).await.unwrap();
     // A malformed row overdue before the real job.
-    facemake::testkit::dynamodb_local_client()
+    testkit::dynamodb_local_client()
         .await
         .put_item()
         .table_name(&table)

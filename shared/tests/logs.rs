@@ -12,12 +12,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use facemake::adapters::dynamodb::TableStream;
 use facemake::domain::{object_keys, OtpCode, PhoneNumber, TemplateId, UploadId};
 use facemake::ports::{Clock, ObjectStore};
-use facemake::services::generation::{JobResult, Providers, RetryPolicy, TableStream};
-use facemake::testkit::{Harness, TEST_MASTER_KEY};
+use facemake::services::generation::{JobResult, Providers, RetryPolicy};
 use facemake::wiring::Media;
 use serde_json::Value;
+use testkit::{Harness, TEST_MASTER_KEY};
 
 /// Set in the child: the test whose journey it runs.
 const JOURNEY_VAR: &str = "FACEMAKE_LOGS_JOURNEY";
@@ -198,7 +199,7 @@ async fn a_sign_in_journey_logs_no_secrets() {
 #[tokio::test]
 async fn purchases_and_notifications_log_no_signed_data() {
     use appstore_test_chain::{notification, TestChain, Transaction};
-    use facemake::testkit::{credits_config, BUNDLE_ID, PRODUCT_10};
+    use testkit::{credits_config, BUNDLE_ID, PRODUCT_10};
 
     let Some(logged) = logged("purchases_and_notifications_log_no_signed_data", || async {
         let chain = TestChain::generate().unwrap();
@@ -241,7 +242,7 @@ const REPLICATE_TOKEN: &str = "r8_test-LOGS-replicate-0123456789";
 
 /// The images bucket on moto (a fresh bucket).
 async fn moto_bucket() -> facemake::adapters::objects::S3Objects {
-    let (client, name) = facemake::testkit::moto_bucket().await;
+    let (client, name) = testkit::moto_bucket().await;
     facemake::adapters::objects::S3Objects::new(client, name)
 }
 
@@ -393,7 +394,7 @@ async fn a_generation_journey_logs_no_keys_tokens_or_url_signatures() {
 #[tokio::test]
 async fn an_account_deletion_logs_no_secrets() {
     use facemake::http::{no_content, AuthGuard, PathParams, Request, Router};
-    use facemake::testkit::{event, with_bearer};
+    use testkit::{event, with_bearer};
 
     let Some(logged) = logged("an_account_deletion_logs_no_secrets", || async {
         // The local bucket (the local API's), whose URLs are signed with `signature=`.
@@ -457,7 +458,7 @@ async fn an_account_deletion_logs_no_secrets() {
 #[tokio::test]
 async fn request_lines_carry_route_status_latency_and_a_user_reference_not_the_id() {
     use facemake::http::{json, AuthGuard, PathParams, Request, Router};
-    use facemake::testkit::{event, with_bearer};
+    use testkit::{event, with_bearer};
 
     let test = "request_lines_carry_route_status_latency_and_a_user_reference_not_the_id";
     let Some(logged) = logged(test, || async {

@@ -12,7 +12,7 @@ use facemake::ports::{
     Clock, ImageProvider, JobRef, ObjectStore, ProviderError, RefusalKind, RenderRequest, RenderedImage,
 };
 use facemake::services::generation::{Generations, JobResult, Providers, RetryPolicy, StartError, Worker};
-use facemake::testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_50};
+use testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_50};
 
 #[tokio::test]
 async fn sign_in_records_sent_rejected_verified_and_sign_ups() {

@@ -9,8 +9,8 @@ use facemake::adapters::appstore::Rejection;
 use facemake::domain::UserId;
 use facemake::ports::RefundOutcome;
 use facemake::services::credits::{Credits, Handled, NotificationError, PurchaseError};
-use facemake::testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_10, PRODUCT_50};
 use serde_json::json;
+use testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_10, PRODUCT_50};
 
 struct Fixture {
     h: Harness,

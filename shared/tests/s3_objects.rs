@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facemake::adapters::objects::S3Objects;
 use facemake::ports::{ObjectInfo, ObjectStore};
 
-use facemake::testkit::moto_bucket as bucket;
+use testkit::moto_bucket as bucket;
 
 #[tokio::test]
 async fn the_app_uploads_through_the_presigned_url_and_downloads_the_output() {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use facemake::domain::{LedgerKind, OtpCode, PhoneNumber};
 use facemake::services::auth::{RefreshError, SendCodeError, SignInError};
-use facemake::testkit::Harness;
 use facemake::wiring::Store;
+use testkit::Harness;
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -18,7 +18,7 @@ macro_rules! on_both_stores {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
                 let store: std::sync::Arc<dyn facemake::wiring::Store> =
-                    std::sync::Arc::new(facemake::testkit::dynamodb_store().await);
+                    std::sync::Arc::new(testkit::dynamodb_store().await);
                 super::$name(super::Harness::over(store)).await
             })*
         }

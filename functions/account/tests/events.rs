@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use facemake::testkit::{body_json, event, with_bearer, Harness};
 use lambda_http::Body;
+use testkit::{body_json, event, with_bearer, Harness};
 
 fn router(h: &Harness) -> facemake::http::Router {
     account::router(Arc::new(account::State::new(&h.deps)))

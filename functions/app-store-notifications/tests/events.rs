@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use appstore_test_chain::{notification, TestChain};
-use facemake::testkit::{body_json, credits_config, event, Harness, BUNDLE_ID};
 use lambda_http::Body;
+use testkit::{body_json, credits_config, event, Harness, BUNDLE_ID};
 
 #[tokio::test]
 async fn verified_notifications_are_acknowledged_and_others_refused() {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use appstore_test_chain::{TestChain, Transaction};
-use facemake::testkit::{body_json, credits_config, event, with_bearer, Harness, BUNDLE_ID, PRODUCT_10};
 use lambda_http::Body;
+use testkit::{body_json, credits_config, event, with_bearer, Harness, BUNDLE_ID, PRODUCT_10};
 
 fn setup() -> (Harness, TestChain) {
     let chain = TestChain::generate().unwrap();

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use facemake::domain::{object_keys, UploadId};
 use facemake::ports::{JobRef, ObjectStore};
-use facemake::testkit::{body_json, event, with_bearer, Harness};
 use lambda_http::{Body, Request};
+use testkit::{body_json, event, with_bearer, Harness};
 
 fn router(h: &Harness) -> facemake::http::Router {
     generate::router(Arc::new(generate::State::new(&h.deps)))

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use facemake::domain::{object_keys, GenerationStatus, TemplateId, UploadId};
 use facemake::ports::{ImageProvider, ObjectStore, PortError, ProviderError, RenderRequest, RenderedImage};
 use facemake::services::generation::Providers;
-use facemake::testkit::Harness;
+use testkit::Harness;
 use serde_json::{json, Value};
 
 /// The fixture's ids.

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use facemake::testkit::{body_json, event, Harness};
 use lambda_http::Body;
+use testkit::{body_json, event, Harness};
 
 fn router(h: &Harness) -> facemake::http::Router {
     send_code::router(Arc::new(send_code::State::new(&h.deps)))

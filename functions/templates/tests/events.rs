@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use facemake::adapters::memory::MemoryStore;
 use facemake::domain::{Category, Template, TemplateId};
 use facemake::ports::{CatalogueStore, PortError};
-use facemake::testkit::{body_json, event, with_bearer, Harness};
+use testkit::{body_json, event, with_bearer, Harness};
 
 /// Loads the shipped seed catalogue into the harness's store.
 async fn seeded() -> Harness {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use facemake::domain::PhoneNumber;
-use facemake::testkit::{body_json, event, with_bearer, Harness};
 use lambda_http::Body;
+use testkit::{body_json, event, with_bearer, Harness};
 
 fn router(h: &Harness) -> facemake::http::Router {
     verify_code::router(Arc::new(verify_code::State::new(&h.deps)))

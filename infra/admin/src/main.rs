@@ -1,5 +1,5 @@
-//! `facemake-admin`: operator commands for a stage (or the local API's DynamoDB tables). See README.md,
-//! "Operating a stage".
+//! `facemake-admin`: operator commands for a stage (or the local API's DynamoDB tables). See
+//! docs/operations.md, "Operating a stage".
 
 use std::path::PathBuf;
 
@@ -17,7 +17,7 @@ struct Cli {
     command: Command,
 }
 
-/// The stage's tables: the stack outputs (README shows how to export them), or a local prefix.
+/// The stage's tables: the stack outputs (docs/operations.md shows how to export them), or a local prefix.
 #[derive(Args)]
 struct TableArgs {
     /// Tables named `<prefix><LogicalId>`, as the local API creates them in DynamoDB Local (takes precedence

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use facemake::adapters::memory::MemoryStore;
 use facemake::domain::{LedgerKind, TemplateId};
 use facemake::ports::{CatalogueStore, CreditsStore, LedgerReader, SystemClock};
-use facemake::testkit::Harness;
 use facemake_admin::{adjust, describe_user, resolve_user, seed, set_active, Assets};
+use testkit::Harness;
 
 fn seed_file() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalogue/catalogue.yaml")

@@ -79,9 +79,8 @@ impl LoopbackStage {
     /// Creates the stage's resources under `prefix` (idempotent where the stand-ins allow it).
     pub async fn create(dynamodb_endpoint: &str, moto_endpoint: &str, prefix: &str) -> Result<Self, String> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(dynamodb_endpoint));
-        let tables = facemake::adapters::dynamodb::schema::create_tables(&dynamodb, prefix)
-            .await
-            .map_err(|e| format!("creating the tables: {e}"))?;
+        let tables =
+            testkit::schema::create_tables(&dynamodb, prefix).await.map_err(|e| format!("creating the tables: {e}"))?;
         let store = facemake::adapters::dynamodb::DynamoStore::new(dynamodb, tables.clone());
         facemake::services::catalogue::seed_catalogue(&store, &local_api::catalogue_dir().join("catalogue.yaml"))
             .await?;

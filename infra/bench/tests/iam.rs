@@ -28,11 +28,11 @@ use bench::{api_request, LoopbackStage};
 use facemake::config::Config;
 use facemake::http::Router;
 use facemake::services::generation::Worker;
-use facemake::testkit::{body_json, ManualClock};
 use facemake::wiring::Deps;
 use http::Method;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
+use testkit::{body_json, ManualClock};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -274,12 +274,15 @@ impl Stage {
             "eventID": event_id,
             "eventName": "INSERT",
             "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
             "dynamodb": {
                 "Keys": {"pk": {"S": format!("USER#{user}")}, "sk": {"S": format!("GEN#{generation}")}},
                 "SequenceNumber": "100",
+                "SizeBytes": 100,
             },
         }]});
-        generation_worker::handle(w.clone(), record).await.unwrap()
+        let event = serde_json::from_value(record).unwrap();
+        serde_json::to_value(generation_worker::handle(w.clone(), event).await.unwrap()).unwrap()
     }
 
     /// The scheduled reconciler, `ahead` seconds after now.

@@ -18,11 +18,11 @@ use bench::LoopbackStage;
 use facemake::config::Config;
 use facemake::domain::UserId;
 use facemake::ports::JobRef;
-use facemake::testkit::body_json;
 use facemake::wiring::Deps;
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
+use testkit::body_json;
 use wiremock::MockServer;
 
 mod common;
@@ -52,7 +52,7 @@ fn request(method: Method, path: &str, body: Option<Value>, token: Option<&str>,
 
 impl Rig {
     async fn new() -> Self {
-        let dynamodb = std::env::var(facemake::testkit::DYNAMODB_ENDPOINT_VAR)
+        let dynamodb = std::env::var(testkit::DYNAMODB_ENDPOINT_VAR)
             .expect("FACEMAKE_TEST_DYNAMODB_ENDPOINT (DynamoDB Local; infra/scripts/test.sh starts it)");
         let moto = std::env::var("FACEMAKE_TEST_S3_ENDPOINT")
             .expect("FACEMAKE_TEST_S3_ENDPOINT (moto; infra/scripts/test.sh)");

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use facemake::ports::Dispatcher;
 use facemake::ports::JobRef;
 use facemake::services::account::Account;
-use facemake::services::generation::{Dispatcher, Worker};
+use facemake::services::generation::Worker;
 use tokio::sync::mpsc;
 
 /// Hands jobs to the local worker.

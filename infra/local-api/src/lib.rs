@@ -17,10 +17,9 @@ use std::sync::Arc;
 use appstore_test_chain::TestChain;
 use base64::Engine;
 use bytes::Bytes;
-use facemake::adapters::dynamodb::schema::create_tables;
 use facemake::adapters::keys::StaticKeys;
+use facemake::adapters::memory::{LocalUploadError, MemoryObjects};
 use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
-use facemake::adapters::objects::{LocalUploadError, MemoryObjects};
 use facemake::adapters::providers::local::LocalRenderer;
 use facemake::config::{
     AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
@@ -34,6 +33,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use testkit::schema::create_tables;
 use tokio::net::TcpListener;
 
 /// The local API's fixed signing key. Local only: deployed stages derive theirs from the Secrets Manager

@@ -176,7 +176,7 @@ proptest! {
             .block_on(LocalApi::new(
                 Arc::new(MemoryStore::new()),
                 MemoryOutbox::new(),
-                facemake::testkit::policy(),
+                testkit::policy(),
                 Arc::new(SystemClock),
                 "http://127.0.0.1:3000",
             ))

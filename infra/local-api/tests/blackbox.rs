@@ -17,7 +17,7 @@ use serde_json::json;
 
 mod common;
 
-/// The full sign-in journey of the README walkthrough.
+/// The full sign-in journey of the docs/local-api.md walkthrough.
 async fn sign_in_journey(api: &Api, phone: &str) {
     let (status, body) = api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
     assert_eq!(status, 202, "{body}");
@@ -63,7 +63,7 @@ async fn sign_in_journey_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_journey_on_dynamodb_local() {
-    let api = Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    let api = Api::start(Arc::new(testkit::dynamodb_store().await)).await;
     sign_in_journey(&api, "+14155550123").await;
 }
 
@@ -160,7 +160,7 @@ async fn tampered_expired_misaddressed_and_unsigned_tokens_are_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_send_code_over_http_sends_one_text_on_dynamodb_local() {
-    let api = Arc::new(Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await);
+    let api = Arc::new(Api::start(Arc::new(testkit::dynamodb_store().await)).await);
     let phone = "+14155550125";
     let tasks: Vec<_> = (0..10)
         .map(|_| {
@@ -254,7 +254,7 @@ async fn every_documented_status_of_every_operation_is_answered() {
     let huge = || format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000)).into_bytes();
     let key = |k: &'static str| [("Idempotency-Key", k)];
 
-    // Sign-in: the README journey (202, 429, 200, 400, 401, 204 ...), then the rest of the auth statuses.
+    // Sign-in: the docs/local-api.md journey (202, 429, 200, 400, 401, 204 ...), then the rest of the auth statuses.
     sign_in_journey(&api, "+14155550140").await;
     let (post, patch, delete, put) = (Method::POST, Method::PATCH, Method::DELETE, Method::PUT);
     for path in ["/v1/auth/send-code", "/v1/auth/verify-code", "/v1/auth/refresh", "/v1/webhooks/app-store"] {

@@ -1,4 +1,4 @@
-//! Black-box: the catalogue and credits journey of the README over HTTP, on the in-memory store and on
+//! Black-box: the catalogue and credits journey of docs/local-api.md over HTTP, on the in-memory store and on
 //! DynamoDB Local — browse, search, page, favourite, check the balance, buy with a test-signed transaction,
 //! get refunded by a test-signed notification.
 
@@ -191,7 +191,7 @@ async fn catalogue_journey_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalogue_journey_on_dynamodb_local() {
-    catalogue_journey(&Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await).await;
+    catalogue_journey(&Api::start(Arc::new(testkit::dynamodb_store().await)).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,5 +201,5 @@ async fn credits_journey_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_journey_on_dynamodb_local() {
-    credits_journey(&Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await).await;
+    credits_journey(&Api::start(Arc::new(testkit::dynamodb_store().await)).await).await;
 }

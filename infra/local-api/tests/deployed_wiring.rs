@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use facemake::config::{Config, Tables};
-use facemake::testkit::{body_json, event, with_bearer};
 use facemake::wiring::Deps;
 use lambda_http::Body;
+use testkit::{body_json, event, with_bearer};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -81,7 +81,7 @@ async fn sign_in_through_the_deployed_adapters() {
         .mount(&twilio)
         .await;
 
-    let store = facemake::testkit::dynamodb_store().await;
+    let store = testkit::dynamodb_store().await;
     let tables = store.tables().clone();
     let twilio_base = twilio.uri();
     let mut env = stage_env(&tables);
@@ -89,7 +89,7 @@ async fn sign_in_through_the_deployed_adapters() {
     let config = Config::from(&env).unwrap();
 
     // DynamoDB and Secrets Manager at their stand-ins.
-    let dynamodb_endpoint = std::env::var(facemake::testkit::DYNAMODB_ENDPOINT_VAR).unwrap();
+    let dynamodb_endpoint = std::env::var(testkit::DYNAMODB_ENDPOINT_VAR).unwrap();
     let sdk = sdk();
     let deps = Deps::deployed_with_endpoints(&config, &sdk, &dynamodb_endpoint, &secrets.uri());
 

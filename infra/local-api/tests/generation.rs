@@ -162,7 +162,7 @@ async fn generation_journey_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_journey_on_dynamodb_local() {
-    let api = Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    let api = Api::start(Arc::new(testkit::dynamodb_store().await)).await;
     journey(&api).await;
     uploads_are_held_to_their_signature(&api).await;
 }
@@ -174,7 +174,7 @@ async fn a_failing_provider_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_provider_on_dynamodb_local() {
-    a_failing_provider_leaves_the_balance_whole(Arc::new(facemake::testkit::dynamodb_store().await)).await;
+    a_failing_provider_leaves_the_balance_whole(Arc::new(testkit::dynamodb_store().await)).await;
 }
 
 async fn deleting_the_account_takes_everything_with_it(api: &Api) {
@@ -206,8 +206,5 @@ async fn account_deletion_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_deletion_on_dynamodb_local() {
-    deleting_the_account_takes_everything_with_it(
-        &Api::start(Arc::new(facemake::testkit::dynamodb_store().await)).await,
-    )
-    .await;
+    deleting_the_account_takes_everything_with_it(&Api::start(Arc::new(testkit::dynamodb_store().await)).await).await;
 }

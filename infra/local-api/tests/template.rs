@@ -4,15 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use facemake::testkit::Harness;
 use serde_yaml_ng::Value;
+use testkit::Harness;
 
 mod common;
 
 type Routes = BTreeSet<(String, String)>;
 
 fn template_routes() -> BTreeMap<String, Routes> {
-    let doc: Value = serde_yaml_ng::from_str(facemake::adapters::dynamodb::schema::TEMPLATE).unwrap();
+    let doc: Value = serde_yaml_ng::from_str(&testkit::schema::template().unwrap()).unwrap();
     let mut by_binary = BTreeMap::new();
     for (id, resource) in doc["Resources"].as_mapping().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -63,7 +63,7 @@ fn every_function_declares_exactly_the_routes_it_serves() {
 
 #[tokio::test]
 async fn the_local_api_serves_every_deployed_route() {
-    let api = local_api::LocalApi::in_memory(facemake::testkit::policy(), "http://127.0.0.1:3000").await.unwrap();
+    let api = local_api::LocalApi::in_memory(testkit::policy(), "http://127.0.0.1:3000").await.unwrap();
     let served = routes(&api.router);
     let deployed: Routes = template_routes().into_values().flatten().collect();
     assert_eq!(served, deployed);
@@ -77,7 +77,7 @@ fn the_openapi_spec_documents_exactly_the_deployed_routes() {
 }
 
 fn template() -> Value {
-    serde_yaml_ng::from_str(facemake::adapters::dynamodb::schema::TEMPLATE).unwrap()
+    serde_yaml_ng::from_str(&testkit::schema::template().unwrap()).unwrap()
 }
 
 /// A CloudFormation short form (`!Ref X`, `!Sub "..."`) as `(function, argument)`.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::adapters::keys::CachedSecret;
+use crate::adapters::secrets::CachedSecret;
 use crate::domain::PhoneNumber;
 use crate::ports::{PortError, SmsSender};
 use async_trait::async_trait;

@@ -120,6 +120,16 @@ pub struct Timings {
     pub store_ms: u64,
 }
 
+/// Who fails a job, which decides the state it may be failed from (see [`Generation::can_fail`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailFrom {
+    /// The worker holding this claim token.
+    Claim(String),
+    /// The reconciler: a job whose deadline is at or before this time and that no live claim holds (queued,
+    /// or processing under a claim that ran out by then): a worker still inside its claim is left to finish.
+    DeadlinePassed(UnixTime),
+}
+
 /// A generation record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,4 +175,40 @@ pub struct Generation {
     pub claim_delivery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+}
+
+/// The rules of a job's transitions. The memory store applies them directly; the DynamoDB store writes each
+/// as a condition expression beside a pointer here (adapters/dynamodb/generations.rs), and
+/// shared/tests/rules.rs holds every condition to its rule on the same cases.
+impl Generation {
+    /// Whether a worker may take the job at `now`, for the stream record `delivery` (`None`: handed over in
+    /// process). Before its deadline only, and: queued; or processing under a claim that ran out; or
+    /// processing under a claim taken for this same delivery (Lambda redelivers a record only after the
+    /// invocation that had it ended, so the claim's holder is gone).
+    pub fn claimable(&self, delivery: Option<&str>, now: UnixTime) -> bool {
+        let redelivered = delivery.is_some() && self.claim_delivery.as_deref() == delivery;
+        self.deadline > now
+            && (self.status == GenerationStatus::Queued
+                || (self.status == GenerationStatus::Processing
+                    && (self.claim_until.is_some_and(|until| until <= now) || redelivered)))
+    }
+
+    /// Whether the worker with claim `token` holds the job: only it may succeed, release or fail it.
+    pub fn held_by(&self, token: &str) -> bool {
+        self.status == GenerationStatus::Processing && self.claim.as_deref() == Some(token)
+    }
+
+    /// Whether `from` may fail the job (and refund it). The claim's holder may; the reconciler may once the
+    /// deadline has passed, unless a worker is still inside its claim. A finished job never.
+    pub fn can_fail(&self, from: &FailFrom) -> bool {
+        match from {
+            FailFrom::Claim(token) => self.held_by(token),
+            FailFrom::DeadlinePassed(at) => {
+                self.deadline <= *at
+                    && (self.status == GenerationStatus::Queued
+                        || (self.status == GenerationStatus::Processing
+                            && self.claim_until.is_some_and(|until| until <= *at)))
+            }
+        }
+    }
 }

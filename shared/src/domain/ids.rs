@@ -57,6 +57,12 @@ impl std::fmt::Display for UserId {
     }
 }
 
+/// The key of an account's deletion tombstone: a hash of the id, so the tombstone itself names no one. Both
+/// stores key the tombstone by it (memory's map, DynamoDB's `DELETED#<key>` item).
+pub fn deletion_key(id: &UserId) -> String {
+    crate::crypto::sha256_b64(format!("deleted|{id}").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

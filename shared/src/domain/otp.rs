@@ -87,7 +87,84 @@ impl OtpRecord {
     /// When the record may be forgotten: after the code expires and the daily window has passed.
     pub fn ttl(&self) -> UnixTime {
         let last = self.sent_at.iter().copied().max().unwrap_or(self.last_sent_at);
-        self.expires_at.max(last + 24 * 3600) + 3600
+        self.expires_at.max(last + DAY) + 3600
+    }
+
+    /// Why this record's code cannot take another attempt at `now`, or `None` if it can.
+    ///
+    /// The rule of `OtpStore::reserve_attempt`: the memory store applies it directly; the DynamoDB store
+    /// writes it as the condition `attribute_exists(codeHash) AND used = :false AND attempts < :max AND
+    /// expiresAt > :now` (adapters/dynamodb/codes.rs) and calls this to say which part failed.
+    /// shared/tests/rules.rs holds the two to the same cases.
+    pub fn refusal(&self, max_attempts: u32, now: UnixTime) -> Option<OtpRefusal> {
+        if self.code_hash.is_none() {
+            Some(OtpRefusal::NoCode)
+        } else if self.used {
+            Some(OtpRefusal::Used)
+        } else if self.attempts >= max_attempts {
+            Some(OtpRefusal::Exhausted)
+        } else if self.expires_at <= now {
+            Some(OtpRefusal::Expired)
+        } else {
+            None
+        }
+    }
+
+    /// The sends of the last 24 hours before `now` (what the daily cap counts).
+    pub fn recent_sends(&self, now: UnixTime) -> Vec<UnixTime> {
+        self.sent_at.iter().copied().filter(|t| *t > now - DAY).collect()
+    }
+
+    /// The send history a new code sent at `now` would leave (the last 24 hours' sends and this one), or why
+    /// no code may go out yet: the resend cooldown since the last send, then the cap of codes per 24 hours.
+    pub fn next_send(
+        &self,
+        cooldown_secs: i64,
+        max_per_day: usize,
+        now: UnixTime,
+    ) -> Result<Vec<UnixTime>, SendRefusal> {
+        let since_last = now - self.last_sent_at;
+        if self.last_sent_at > 0 && since_last < cooldown_secs {
+            return Err(SendRefusal::Cooldown { retry_after_secs: cooldown_secs - since_last });
+        }
+        let mut sent_at = self.recent_sends(now);
+        if sent_at.len() >= max_per_day {
+            let oldest = sent_at.iter().copied().min().unwrap_or(now);
+            return Err(SendRefusal::DailyCap { retry_after_secs: (oldest + DAY - now).max(1) });
+        }
+        sent_at.push(now);
+        Ok(sent_at)
+    }
+}
+
+const DAY: i64 = 24 * 3600;
+
+/// Why a code cannot be tried (see [`OtpRecord::refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpRefusal {
+    /// No code is live for the number.
+    NoCode,
+    /// The live code was already used to sign in.
+    Used,
+    /// The live code had all its attempts.
+    Exhausted,
+    Expired,
+}
+
+/// Why no code may be sent yet (see [`OtpRecord::next_send`]); either way, when to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The previous code went out less than the resend cooldown ago.
+    Cooldown { retry_after_secs: i64 },
+    /// The number had its codes for the last 24 hours; the retry is when the oldest of them leaves the window.
+    DailyCap { retry_after_secs: i64 },
+}
+
+impl SendRefusal {
+    pub fn retry_after_secs(self) -> i64 {
+        match self {
+            Self::Cooldown { retry_after_secs } | Self::DailyCap { retry_after_secs } => retry_after_secs,
+        }
     }
 }
 
@@ -117,6 +194,46 @@ mod tests {
         assert!(codes.iter().all(|c| OtpCode::parse(c).is_ok()));
         // 200 draws from 10^6 values: a repeat-heavy set would mean a broken generator.
         assert!(codes.len() > 190, "only {} distinct codes in 200 draws", codes.len());
+    }
+
+    fn live(attempts: u32, used: bool, expires_at: UnixTime) -> OtpRecord {
+        OtpRecord {
+            code_id: Some("c".into()),
+            code_hash: Some("h".into()),
+            attempts,
+            used,
+            expires_at,
+            ..OtpRecord::empty("+14155550123")
+        }
+    }
+
+    #[test]
+    fn refusal_names_the_first_reason_in_order() {
+        assert_eq!(OtpRecord::empty("+14155550123").refusal(5, 100), Some(OtpRefusal::NoCode));
+        assert_eq!(live(0, false, 200).refusal(5, 100), None);
+        assert_eq!(live(4, false, 200).refusal(5, 100), None, "the fifth attempt is allowed");
+        assert_eq!(live(5, false, 200).refusal(5, 100), Some(OtpRefusal::Exhausted));
+        assert_eq!(live(0, false, 100).refusal(5, 100), Some(OtpRefusal::Expired), "expiry is exclusive");
+        assert_eq!(live(5, true, 50).refusal(5, 100), Some(OtpRefusal::Used), "used wins over exhausted and expired");
+        assert_eq!(live(5, false, 50).refusal(5, 100), Some(OtpRefusal::Exhausted), "exhausted wins over expired");
+    }
+
+    #[test]
+    fn next_send_keeps_the_cooldown_then_the_daily_cap() {
+        let mut r = OtpRecord::empty("+14155550123");
+        assert_eq!(r.next_send(60, 2, 1_000), Ok(vec![1_000]), "a first send is always allowed");
+        r.last_sent_at = 1_000;
+        r.sent_at = vec![1_000];
+        assert_eq!(r.next_send(60, 2, 1_059), Err(SendRefusal::Cooldown { retry_after_secs: 1 }));
+        assert_eq!(r.next_send(60, 2, 1_060), Ok(vec![1_000, 1_060]));
+        r.last_sent_at = 1_060;
+        r.sent_at = vec![1_000, 1_060];
+        assert_eq!(
+            r.next_send(60, 2, 2_000),
+            Err(SendRefusal::DailyCap { retry_after_secs: 1_000 + DAY - 2_000 }),
+            "the retry is when the oldest send leaves the 24 hours"
+        );
+        assert_eq!(r.next_send(60, 2, 1_000 + DAY), Ok(vec![1_060, 1_000 + DAY]), "old sends are pruned");
     }
 
     proptest! {

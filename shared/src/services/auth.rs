@@ -6,7 +6,9 @@ use secrecy::ExposeSecret;
 
 use crate::config::AuthPolicy;
 use crate::crypto::{self, CryptoError};
-use crate::domain::{new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::domain::{
+    new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, SendRefusal, UnixTime, UserAccount, UserId,
+};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     AccountStore, AppKeys, AttemptOutcome, Clock, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError,
@@ -14,7 +16,6 @@ use crate::ports::{
 };
 use crate::tokens::{AccessTokens, TokenError};
 
-const DAY: i64 = 24 * 3600;
 const HOUR: i64 = 3600;
 
 /// A code went out.
@@ -70,17 +71,15 @@ impl SendCode {
         let keys = keys?;
         let previous = current?.unwrap_or_else(|| OtpRecord::empty(phone.e164()));
 
-        let since_last = now - previous.last_sent_at;
-        if previous.last_sent_at > 0 && since_last < p.resend_cooldown_secs {
-            return Err(SendCodeError::RateLimited { retry_after_secs: (p.resend_cooldown_secs - since_last) as u64 });
-        }
-        let mut sent_at: Vec<UnixTime> = previous.sent_at.iter().copied().filter(|t| *t > now - DAY).collect();
-        if sent_at.len() >= p.max_codes_per_day {
-            let oldest = sent_at.iter().copied().min().unwrap_or(now);
-            tracing::warn!(phone = %phone.masked(), "send-code refused: daily cap reached");
-            return Err(SendCodeError::RateLimited { retry_after_secs: (oldest + DAY - now).max(1) as u64 });
-        }
-        sent_at.push(now);
+        let sent_at = match previous.next_send(p.resend_cooldown_secs, p.max_codes_per_day, now) {
+            Ok(sent_at) => sent_at,
+            Err(refusal) => {
+                if let SendRefusal::DailyCap { .. } = refusal {
+                    tracing::warn!(phone = %phone.masked(), "send-code refused: daily cap reached");
+                }
+                return Err(SendCodeError::RateLimited { retry_after_secs: refusal.retry_after_secs() as u64 });
+            }
+        };
 
         let code = OtpCode::generate()?;
         let code_id = new_id();
@@ -100,7 +99,7 @@ impl SendCode {
             return Err(SendCodeError::RateLimited { retry_after_secs: p.resend_cooldown_secs as u64 });
         }
 
-        let body = format!("Your Facemake code is {}. It expires in 5 minutes. Never share it.", code.digits());
+        let body = sms_text(&code, p.code_ttl_secs);
         if let Err(e) = self.sms.send(phone, &body).await {
             self.metrics.count(Metric::CodesFailed);
             self.undo_send(&previous, &next, now).await;
@@ -122,13 +121,24 @@ impl SendCode {
             attempts: 0,
             used: false,
             last_sent_at: previous.last_sent_at,
-            sent_at: previous.sent_at.iter().copied().filter(|t| *t > now - DAY).collect(),
+            sent_at: previous.recent_sends(now),
             phone: previous.phone.clone(),
         };
         if let Err(e) = self.otp.replace(&restored, next.version).await {
             tracing::warn!(error = %e, "could not undo a send whose SMS failed");
         }
     }
+}
+
+/// The text a code is sent in: its lifetime as configured (`CODE_TTL_SECONDS`), in minutes when it is whole
+/// minutes.
+fn sms_text(code: &OtpCode, ttl_secs: i64) -> String {
+    let lifetime = match ttl_secs {
+        60 => "1 minute".to_owned(),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    };
+    format!("Your Facemake code is {}. It expires in {lifetime}. Never share it.", code.digits())
 }
 
 /// The keyed hash a code is stored under (with the current key). The code id is mixed in so equal codes hash
@@ -434,4 +444,18 @@ pub enum LoggedOut {
 /// 43 base64url characters: the shape of the 256-bit tokens this service issues.
 fn looks_like_refresh_token(s: &str) -> bool {
     s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_states_the_configured_lifetime() {
+        let code = OtpCode::parse("123456").unwrap();
+        assert_eq!(sms_text(&code, 300), "Your Facemake code is 123456. It expires in 5 minutes. Never share it.");
+        assert!(sms_text(&code, 600).contains("expires in 10 minutes"));
+        assert!(sms_text(&code, 60).contains("expires in 1 minute."));
+        assert!(sms_text(&code, 90).contains("expires in 90 seconds"));
+    }
 }

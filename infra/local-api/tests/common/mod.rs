@@ -39,7 +39,7 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let retry =
             RetryPolicy { max_attempts: 2, first_delay: std::time::Duration::from_millis(10), ..Default::default() };
-        let policy = facemake::testkit::policy();
+        let policy = testkit::policy();
         let api = LocalApi::with_providers(
             store,
             MemoryOutbox::new(),

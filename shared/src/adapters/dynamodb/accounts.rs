@@ -244,7 +244,7 @@ impl AccountStore for DynamoStore {
         }
     }
     async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
-        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        let deleted_pk = format!("DELETED#{}", crate::domain::deletion_key(id));
         let mut item = key(deleted_pk, "DELETED");
         item.insert("deletedAt".to_owned(), n(now));
         // While unfinished, the tombstone names the account (in the sparse PendingDeletions index) so the
@@ -268,7 +268,7 @@ impl AccountStore for DynamoStore {
     }
 
     async fn deletion_finished(&self, id: &UserId, now: UnixTime) -> Result<(), PortError> {
-        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        let deleted_pk = format!("DELETED#{}", crate::domain::deletion_key(id));
         self.client
             .update_item()
             .table_name(&self.tables.users)
@@ -304,7 +304,7 @@ impl AccountStore for DynamoStore {
     }
 
     async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError> {
-        let deleted_pk = format!("DELETED#{}", crate::adapters::memory::deletion_key(id));
+        let deleted_pk = format!("DELETED#{}", crate::domain::deletion_key(id));
         let out = self
             .client
             .get_item()

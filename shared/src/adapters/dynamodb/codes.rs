@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{OtpRecord, PhoneNumber, UnixTime};
-use crate::ports::{otp_refusal, AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
+use crate::ports::{AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
 pub(super) const OTP_SK: &str = "OTP";
 
@@ -65,7 +65,9 @@ impl OtpStore for DynamoStore {
         max_attempts: u32,
         now: UnixTime,
     ) -> Result<AttemptOutcome, PortError> {
-        // One conditional update both checks and counts: parallel guesses cannot get past the limit.
+        // One conditional update both checks and counts: parallel guesses cannot get past the limit. The
+        // condition is `OtpRecord::refusal` (domain/otp.rs) written for DynamoDB; tests/rules.rs holds the two
+        // to the same cases.
         let result = self
             .client
             .update_item()
@@ -93,8 +95,9 @@ impl OtpStore for DynamoStore {
             Err(e) => match e.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(failed) => {
                     let old = failed.item.map(|i| from_item::<OtpItem>("codes", i)).transpose()?.map(|i| i.record);
-                    // The condition failed, so some refusal applies; NoCode covers a record without a code.
-                    Ok(otp_refusal(old.as_ref(), max_attempts, now).unwrap_or(AttemptOutcome::NoCode))
+                    // The condition failed, so some refusal applies; NoCode covers a missing record.
+                    let refusal = old.and_then(|r| r.refusal(max_attempts, now));
+                    Ok(refusal.map_or(AttemptOutcome::NoCode, AttemptOutcome::from))
                 }
                 other => Err(PortError::internal("codes", super::service_error_text(&other))),
             },

@@ -14,23 +14,23 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::user_pk;
-use super::credits::{backoff, transact_item_put, Change, Decision};
+use super::credits::{transact_item_put, Change, Decision};
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
-use crate::domain::{Generation, GenerationStatus, LedgerEntry, LedgerKind, Timings, UnixTime, UserId};
+use crate::domain::{Generation, LedgerEntry, LedgerKind, Timings, UnixTime, UserId};
 use crate::ports::{
     ClaimOutcome, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore, IdempotencyRecord, JobRef,
     NewGeneration, OverdueCursor, OverduePage, PortError, StartOutcome, Written,
 };
 
-const WHAT: &str = "generations";
-const IN_FLIGHT: &str = "INFLIGHT";
+pub(super) const WHAT: &str = "generations";
+pub(super) const IN_FLIGHT: &str = "INFLIGHT";
 /// The one partition of the sparse `Pending` index (in-flight jobs are few at any time).
-const PENDING: &str = "PENDING";
+pub(super) const PENDING: &str = "PENDING";
 pub const PENDING_INDEX: &str = "Pending";
 /// How long an idempotency key is remembered.
 const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 /// Attempts at a claim or refund that lost a race with another writer of the same items.
-const MAX_ATTEMPTS: u32 = 12;
+pub(super) const MAX_ATTEMPTS: u32 = 12;
 
 fn generation_sk(id: &str) -> String {
     format!("GEN#{id}")
@@ -43,14 +43,14 @@ fn idempotency_sk(key_hash: &str) -> String {
 /// `USER#<id> / GEN#<id>`.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GenerationItem {
+pub(super) struct GenerationItem {
     pk: String,
     sk: String,
     /// `PENDING` while queued or processing, absent afterwards (the sparse index key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<String>,
     #[serde(flatten)]
-    generation: Generation,
+    pub(super) generation: Generation,
 }
 
 /// `USER#<id> / IDEM#<sha256(key)>`.
@@ -79,17 +79,17 @@ impl IdempotencyItem {
     }
 }
 
-fn build<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> Result<T, PortError> {
+pub(super) fn build<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> Result<T, PortError> {
     r.map_err(|e| PortError::internal(WHAT, e))
 }
 
 impl DynamoStore {
-    fn generation_key(&self, job: &JobRef) -> std::collections::HashMap<String, AttributeValue> {
+    pub(super) fn generation_key(&self, job: &JobRef) -> std::collections::HashMap<String, AttributeValue> {
         key(user_pk(&job.user_id), generation_sk(&job.generation_id))
     }
 
     /// Frees one of the user's in-flight slots (paired with a conditional status change, so once per job).
-    fn release_slot(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
+    pub(super) fn release_slot(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
         let update = build(
             Update::builder()
                 .table_name(&self.tables.generations)
@@ -102,7 +102,7 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn get_generation(&self, job: &JobRef) -> Result<Option<Generation>, PortError> {
+    pub(super) async fn get_generation(&self, job: &JobRef) -> Result<Option<Generation>, PortError> {
         let out = self
             .client
             .get_item()
@@ -262,77 +262,11 @@ impl GenerationStore for DynamoStore {
         claim_until: UnixTime,
         now: UnixTime,
     ) -> Result<ClaimOutcome, PortError> {
-        let update =
-            self.client.update_item().table_name(&self.tables.generations).set_key(Some(self.generation_key(job)));
-        // A redelivery of the record the claim was taken for may take it over at once (the invocation that
-        // had it is over); any other delivery waits for the claim to run out.
-        let update = match delivery {
-            Some(delivery) => update
-                .update_expression(
-                    "SET #status = :processing, claim = :token, claimUntil = :until, claimDelivery = :delivery, \
-                     startedAt = if_not_exists(startedAt, :now) ADD attempts :one",
-                )
-                .condition_expression(
-                    "attribute_exists(pk) AND deadline > :now AND (#status = :queued OR (#status = :processing \
-                     AND (claimUntil <= :now OR claimDelivery = :delivery)))",
-                )
-                .expression_attribute_values(":delivery", s(delivery)),
-            None => update
-                .update_expression(
-                    "SET #status = :processing, claim = :token, claimUntil = :until, \
-                     startedAt = if_not_exists(startedAt, :now) REMOVE claimDelivery ADD attempts :one",
-                )
-                .condition_expression(
-                    "attribute_exists(pk) AND deadline > :now \
-                     AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
-                ),
-        };
-        let result = update
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":processing", s("processing"))
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":until", n(claim_until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":one", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes {
-                Some(item) => Ok(ClaimOutcome::Claimed(from_item::<GenerationItem>(WHAT, item)?.generation)),
-                None => Err(PortError::internal(WHAT, "claim returned no record")),
-            },
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
-                Ok(match self.get_generation(job).await? {
-                    None => ClaimOutcome::Missing,
-                    Some(g) => ClaimOutcome::NotClaimable(g),
-                })
-            }
-            Err(e) => Err(sdk_error(WHAT, e)),
-        }
+        self.claim_job(job, token, delivery, claim_until, now).await
     }
 
     async fn release(&self, job: &JobRef, token: &str, now: UnixTime) -> Result<(), PortError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.generations)
-            .set_key(Some(self.generation_key(job)))
-            .update_expression("SET claimUntil = :now")
-            .condition_expression("#status = :processing AND claim = :token")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":processing", s("processing"))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Finished or taken over meanwhile: nothing of ours to give up.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(sdk_error(WHAT, e)),
-        }
+        self.release_job(job, token, now).await
     }
 
     async fn succeed(
@@ -343,38 +277,7 @@ impl GenerationStore for DynamoStore {
         timings: Timings,
         now: UnixTime,
     ) -> Result<Written, PortError> {
-        let timings: AttributeValue =
-            serde_dynamo::to_attribute_value(timings).map_err(|e| PortError::internal(WHAT, e))?;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let update = build(
-                Update::builder()
-                    .table_name(&self.tables.generations)
-                    .set_key(Some(self.generation_key(job)))
-                    .update_expression(
-                        "SET #status = :succeeded, outputKey = :output, completedAt = :now, timings = :timings \
-                         REMOVE pending, claim, claimUntil",
-                    )
-                    .condition_expression("#status = :processing AND claim = :token")
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":succeeded", s("succeeded"))
-                    .expression_attribute_values(":processing", s("processing"))
-                    .expression_attribute_values(":token", s(token))
-                    .expression_attribute_values(":output", s(output_key))
-                    .expression_attribute_values(":now", n(now))
-                    .expression_attribute_values(":timings", timings.clone())
-                    .build(),
-            )?;
-            let items = vec![TransactWriteItem::builder().update(update).build(), self.release_slot(&job.user_id)?];
-            match self.transact(WHAT, items).await? {
-                None => return Ok(Written::Yes),
-                Some(codes) if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") => {
-                    return Ok(Written::Conflict)
-                }
-                // A concurrent transaction on the counter: try again.
-                Some(_) => backoff(attempt).await,
-            }
-        }
-        Err(PortError::unavailable(WHAT, "completion kept conflicting; gave up after retries"))
+        self.succeed_job(job, token, output_key, timings, now).await
     }
 
     async fn fail_and_refund(
@@ -384,83 +287,7 @@ impl GenerationStore for DynamoStore {
         reason: &str,
         now: UnixTime,
     ) -> Result<FailOutcome, PortError> {
-        for attempt in 1..=MAX_ATTEMPTS {
-            let Some(generation) = self.get_generation(job).await? else {
-                return Ok(FailOutcome::NotApplicable);
-            };
-            let eligible = generation.status.in_flight()
-                && match &from {
-                    FailFrom::Claim(token) => {
-                        generation.status == GenerationStatus::Processing && generation.claim.as_deref() == Some(token)
-                    }
-                    FailFrom::DeadlinePassed(at) => {
-                        generation.deadline <= *at
-                            && (generation.status == GenerationStatus::Queued
-                                || generation.claim_until.is_some_and(|until| until <= *at))
-                    }
-                };
-            if !eligible {
-                return Ok(FailOutcome::NotApplicable);
-            }
-            let mut update = Update::builder()
-                .table_name(&self.tables.generations)
-                .set_key(Some(self.generation_key(job)))
-                .update_expression(
-                    "SET #status = :failed, refunded = :true, failureReason = :reason, completedAt = :now \
-                     REMOVE pending, claim, claimUntil",
-                )
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":failed", s("failed"))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":reason", s(reason))
-                .expression_attribute_values(":now", n(now))
-                .expression_attribute_values(":processing", s("processing"));
-            update = match &from {
-                FailFrom::Claim(token) => update
-                    .condition_expression("#status = :processing AND claim = :token")
-                    .expression_attribute_values(":token", s(token)),
-                FailFrom::DeadlinePassed(at) => update
-                    .condition_expression(
-                        "deadline <= :at AND (#status = :queued OR (#status = :processing AND claimUntil <= :at))",
-                    )
-                    .expression_attribute_values(":queued", s("queued"))
-                    .expression_attribute_values(":at", n(*at)),
-            };
-            let update = build(update.build())?;
-            let amount = i64::try_from(generation.credits_charged).map_err(|e| PortError::internal(WHAT, e))?;
-            let change = self
-                .change_balance(
-                    &job.user_id,
-                    now,
-                    |_| {
-                        Ok(vec![
-                            TransactWriteItem::builder().update(update.clone()).build(),
-                            self.release_slot(&job.user_id)?,
-                        ])
-                    },
-                    |balance| match LedgerEntry::apply(
-                        LedgerKind::Refund,
-                        balance.unwrap_or(0),
-                        amount,
-                        &generation.id,
-                        now,
-                    ) {
-                        Some(entry) => {
-                            let after = entry.balance_after;
-                            Decision::Apply { entry, then: after }
-                        }
-                        None => Decision::Stop(0),
-                    },
-                )
-                .await?;
-            match change {
-                Change::Applied(balance) => return Ok(FailOutcome::Refunded { balance }),
-                Change::Stopped(_) => return Err(PortError::internal(WHAT, "refund overflows the balance")),
-                // The record changed under us (finished, or claimed anew): look again.
-                Change::ExtraFailed(_) => backoff(attempt).await,
-            }
-        }
-        Err(PortError::unavailable(WHAT, "refund kept conflicting; gave up after retries"))
+        self.fail_job(job, from, reason, now).await
     }
 
     async fn overdue(
@@ -469,64 +296,14 @@ impl GenerationStore for DynamoStore {
         limit: usize,
         after: Option<&OverdueCursor>,
     ) -> Result<OverduePage, PortError> {
-        // The position is the row's `pk` and `sk` as DynamoDB gave them, joined by a unit separator.
-        let start = match after.map(|a| (a.deadline, a.position.split_once('\u{1f}'))) {
-            Some((deadline, Some((pk, sk)))) => Some(to_item(
-                WHAT,
-                &PendingKey { pk: pk.to_owned(), sk: sk.to_owned(), pending: PENDING.to_owned(), deadline },
-            )?),
-            Some((_, None)) => return Err(PortError::internal(WHAT, "not a cursor of the pending index")),
-            None => None,
-        };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.generations)
-            .index_name(PENDING_INDEX)
-            .key_condition_expression("pending = :pending AND deadline <= :now")
-            .expression_attribute_values(":pending", s(PENDING))
-            .expression_attribute_values(":now", n(now))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_error(WHAT, e))?;
-        let job_of = |k: &PendingKey| {
-            let user_id = UserId::parse(k.pk.strip_prefix("USER#")?).ok()?;
-            Some(JobRef { user_id, generation_id: k.sk.strip_prefix("GEN#")?.to_owned() })
-        };
-        // The page ends where DynamoDB stopped reading: kept as it is, so that a malformed last row (skipped
-        // below) does not stop the paging at it.
-        let next = match out.last_evaluated_key {
-            Some(key) => {
-                let key: PendingKey = from_item(WHAT, key)?;
-                Some(OverdueCursor { deadline: key.deadline, position: format!("{}\u{1f}{}", key.pk, key.sk) })
-            }
-            None => None,
-        };
-        // A malformed key is logged and skipped: one bad row must not stop every refund behind it.
-        let jobs = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|item| {
-                let key: Option<PendingKey> = from_item(WHAT, item).ok();
-                let job = key.as_ref().and_then(job_of);
-                if job.is_none() {
-                    tracing::error!(key = ?key.map(|k| k.sk), "malformed key in the pending index; skipped");
-                }
-                job
-            })
-            .collect();
-        Ok(OverduePage { jobs, next })
+        self.overdue_jobs(now, limit, after).await
     }
 }
 
-/// The keys of a row of the `Pending` index (its own and the table's).
-#[derive(Serialize, Deserialize)]
-struct PendingKey {
-    pk: String,
-    sk: String,
-    pending: String,
-    deadline: UnixTime,
+/// Deployed: inserting the record into the generations table *is* the hand-off (its stream triggers the
+/// worker), so there is nothing left to do.
+pub struct TableStream;
+
+impl crate::ports::Dispatcher for TableStream {
+    fn dispatch(&self, _: JobRef) {}
 }

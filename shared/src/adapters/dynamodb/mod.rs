@@ -1,4 +1,5 @@
-//! DynamoDB adapters for every store port, and the table bootstrap for DynamoDB Local.
+//! DynamoDB adapters for every store port (the tables themselves are declared in template.yaml; tests and the
+//! local API create them from it with the testkit crate's `schema`).
 //!
 //! Data model (keys are `pk`/`sk` strings in every table; docs/data-model.md has the full picture):
 //!
@@ -27,8 +28,11 @@ mod codes;
 mod credits;
 mod erasure;
 mod generations;
-pub mod schema;
+mod jobs;
+mod purchases;
 mod sessions;
+
+pub use generations::TableStream;
 
 use std::collections::HashMap;
 

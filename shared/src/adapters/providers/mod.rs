@@ -15,7 +15,7 @@ pub mod replicate;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::adapters::keys::CachedSecret;
+use crate::adapters::secrets::CachedSecret;
 use crate::domain::GenerationSpec;
 use crate::ports::{PortError, ProviderError, RefusalKind};
 use secrecy::SecretString;

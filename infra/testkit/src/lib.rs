@@ -1,24 +1,31 @@
 //! Test support shared by every crate's tests: a movable clock, in-memory and DynamoDB Local stores, and
-//! fixtures. Compiled into the library (it is small and dead code in a Lambda binary) so that function
-//! crates and the local API can use it from their tests.
+//! fixtures; and [`schema`], the DynamoDB tables as template.yaml declares them, read at run time (tests and
+//! the local API). A dev-only crate: no Lambda links it, so its panicking helpers and the template never
+//! reach a deployed binary.
+
+pub mod schema;
+
+/// The library under test, for the macros.
+pub use facemake;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::adapters::dynamodb::{schema, DynamoStore};
-use crate::adapters::keys::StaticKeys;
-use crate::adapters::memory::{MemoryOutbox, MemoryStore};
-use crate::adapters::objects::MemoryObjects;
-use crate::adapters::providers::local::LocalRenderer;
-use crate::config::{
+use facemake::adapters::dynamodb::DynamoStore;
+use facemake::adapters::dynamodb::TableStream;
+use facemake::adapters::keys::StaticKeys;
+use facemake::adapters::memory::MemoryObjects;
+use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
+use facemake::adapters::providers::local::LocalRenderer;
+use facemake::config::{
     AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
     APPLE_ROOT_CA_G3,
 };
-use crate::domain::CountryAllowlist;
-use crate::metrics::Recorder;
-use crate::ports::{Clock, KeyProvider, SystemClock};
-use crate::services::generation::{Providers, TableStream};
-use crate::wiring::{Deps, Media, Store};
+use facemake::domain::CountryAllowlist;
+use facemake::metrics::Recorder;
+use facemake::ports::{Clock, KeyProvider, SystemClock};
+use facemake::services::generation::Providers;
+use facemake::wiring::{Deps, Media, Store};
 
 /// The variable that points tests at DynamoDB Local (set by infra/scripts/test.sh).
 pub const DYNAMODB_ENDPOINT_VAR: &str = "FACEMAKE_TEST_DYNAMODB_ENDPOINT";
@@ -140,12 +147,12 @@ impl Harness {
     }
 
     /// A valid access token for `user`, as sign-in would issue it.
-    pub async fn access_token(&self, user: &crate::domain::UserId) -> String {
+    pub async fn access_token(&self, user: &facemake::domain::UserId) -> String {
         let keys = match self.keys.keys().await {
             Ok(k) => k,
             Err(e) => panic!("test keys: {e}"),
         };
-        match crate::tokens::AccessTokens::for_policy(&self.deps.policy).issue(&keys, user, self.clock.now()) {
+        match facemake::tokens::AccessTokens::for_policy(&self.deps.policy).issue(&keys, user, self.clock.now()) {
             Ok(t) => t,
             Err(e) => panic!("test token: {e}"),
         }
@@ -188,7 +195,7 @@ pub async fn moto_bucket() -> (aws_sdk_s3::Client, String) {
         .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
         .build();
     let client = aws_sdk_s3::Client::from_conf(config);
-    let name = format!("images-{}", crate::domain::new_id().to_lowercase());
+    let name = format!("images-{}", facemake::domain::new_id().to_lowercase());
     if let Err(e) = client.create_bucket().bucket(&name).send().await {
         panic!("creating a bucket in moto: {e:?}");
     }
@@ -198,7 +205,7 @@ pub async fn moto_bucket() -> (aws_sdk_s3::Client, String) {
 /// A DynamoDB store on fresh tables (created from template.yaml under a unique prefix) in DynamoDB Local.
 pub async fn dynamodb_store() -> DynamoStore {
     let client = dynamodb_local_client().await;
-    let prefix = format!("t{}-", crate::domain::new_id().to_lowercase());
+    let prefix = format!("t{}-", facemake::domain::new_id().to_lowercase());
     match schema::create_tables(&client, &prefix).await {
         Ok(tables) => DynamoStore::new(client, tables),
         Err(e) => panic!("creating test tables in DynamoDB Local: {e}"),
@@ -207,7 +214,7 @@ pub async fn dynamodb_store() -> DynamoStore {
 
 /// The API Gateway v2 event fixture `events/{name}` as the Lambda runtime would hand it to a handler.
 pub fn event(name: &str) -> lambda_http::Request {
-    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path} is not an API Gateway v2 event: {e}"))
 }
@@ -221,45 +228,46 @@ pub fn with_bearer(mut req: lambda_http::Request, token: &str) -> lambda_http::R
 
 impl Harness {
     /// Stores `code` as the live sign-in code of `phone`, exactly as send-code would (without the text).
-    pub async fn plant_code(&self, phone: &crate::domain::PhoneNumber, code: &str) {
+    pub async fn plant_code(&self, phone: &facemake::domain::PhoneNumber, code: &str) {
         let keys = self.keys.keys().await.unwrap_or_else(|e| panic!("test keys: {e}"));
-        let code = crate::domain::OtpCode::parse(code).unwrap_or_else(|e| panic!("code: {e}"));
+        let code = facemake::domain::OtpCode::parse(code).unwrap_or_else(|e| panic!("code: {e}"));
         let current = self.deps.store.load(phone).await.unwrap_or_else(|e| panic!("load: {e}"));
         let version = current.as_ref().map_or(0, |r| r.version);
         let now = self.clock.now();
-        let code_id = crate::domain::new_id();
-        let record = crate::domain::OtpRecord {
+        let code_id = facemake::domain::new_id();
+        let record = facemake::domain::OtpRecord {
             version: version + 1,
             code_hash: Some(
-                crate::services::auth::hash_code(&keys, phone, &code_id, &code).unwrap_or_else(|e| panic!("hash: {e}")),
+                facemake::services::auth::hash_code(&keys, phone, &code_id, &code)
+                    .unwrap_or_else(|e| panic!("hash: {e}")),
             ),
             code_id: Some(code_id),
             expires_at: now + self.deps.policy.code_ttl_secs,
             last_sent_at: now,
             sent_at: vec![now],
-            ..crate::domain::OtpRecord::empty(phone.e164())
+            ..facemake::domain::OtpRecord::empty(phone.e164())
         };
         self.deps.store.replace(&record, version).await.unwrap_or_else(|e| panic!("replace: {e}"));
     }
 
     /// Signs `phone` in through the service (code planted, then verified) and returns the session.
-    pub async fn signed_in(&self, phone: &str) -> crate::services::auth::Session {
-        let phone = crate::domain::PhoneNumber::parse(phone, None).unwrap_or_else(|e| panic!("phone: {e}"));
+    pub async fn signed_in(&self, phone: &str) -> facemake::services::auth::Session {
+        let phone = facemake::domain::PhoneNumber::parse(phone, None).unwrap_or_else(|e| panic!("phone: {e}"));
         self.plant_code(&phone, "424242").await;
-        let code = crate::domain::OtpCode::parse("424242").unwrap_or_else(|e| panic!("code: {e}"));
+        let code = facemake::domain::OtpCode::parse("424242").unwrap_or_else(|e| panic!("code: {e}"));
         self.deps.sign_in().verify(&phone, &code, None).await.unwrap_or_else(|e| panic!("sign-in: {e}"))
     }
 
     /// Stores `token` as a live refresh token of `session`'s user (for fixtures that carry a fixed token).
-    pub async fn plant_refresh_token(&self, session: &crate::services::auth::Session, token: &str) {
+    pub async fn plant_refresh_token(&self, session: &facemake::services::auth::Session, token: &str) {
         let now = self.clock.now();
-        let record = crate::ports::RefreshRecord {
-            token_hash: crate::crypto::sha256_b64(token.as_bytes()),
+        let record = facemake::ports::RefreshRecord {
+            token_hash: facemake::crypto::sha256_b64(token.as_bytes()),
             user_id: session.user.id.clone(),
-            family_id: crate::domain::new_id(),
+            family_id: facemake::domain::new_id(),
             family_created_at: now,
             expires_at: now + self.deps.policy.refresh_ttl_secs,
-            state: crate::ports::RefreshState::Active,
+            state: facemake::ports::RefreshState::Active,
         };
         self.deps.store.create_session(&record).await.unwrap_or_else(|e| panic!("session: {e}"));
     }
@@ -278,11 +286,11 @@ macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new($crate::adapters::memory::MemoryStore::new())).await })*
+            async fn $name() { super::$name(std::sync::Arc::new($crate::facemake::adapters::memory::MemoryStore::new())).await })*
         }
         mod dynamodb {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(std::sync::Arc::new($crate::testkit::dynamodb_store().await)).await })*
+            async fn $name() { super::$name(std::sync::Arc::new($crate::dynamodb_store().await)).await })*
         }
     };
 }

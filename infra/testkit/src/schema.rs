@@ -1,5 +1,6 @@
 //! Creates DynamoDB tables from the definitions in template.yaml, so DynamoDB Local (tests, the local API)
-//! gets exactly the keys, indexes and TTL the deployed stack has — there is no second copy to drift.
+//! gets exactly the keys, indexes and TTL the deployed stack has — there is no second copy to drift. The
+//! template is read when the tables are made, not compiled in: editing it rebuilds no crate.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
@@ -7,11 +8,32 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_yaml_ng::Value;
 
-use crate::config::Tables;
-use crate::ports::PortError;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use facemake::config::Tables;
+use facemake::ports::PortError;
 
-/// The SAM template, compiled in.
-pub const TEMPLATE: &str = include_str!("../../../../template.yaml");
+/// The variable that points at another template.yaml (default: the repository's).
+pub const TEMPLATE_VAR: &str = "FACEMAKE_TEMPLATE";
+
+/// Where template.yaml is: `FACEMAKE_TEMPLATE`, or the repository's (found from this crate's source).
+pub fn template_path() -> std::path::PathBuf {
+    match std::env::var_os(TEMPLATE_VAR) {
+        Some(path) => path.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"),
+    }
+}
+
+/// The text of template.yaml, read now.
+pub fn template() -> Result<String, String> {
+    let path = template_path();
+    std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+fn sdk_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(
+    err: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> PortError {
+    PortError::unavailable("schema", DisplayErrorContext(err).to_string())
+}
 
 /// A table as template.yaml declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +113,7 @@ fn key_schema(pairs: &[(String, String)]) -> Result<Vec<KeySchemaElement>, PortE
 /// Creates every table of the template named `{prefix}{LogicalId}` (existing ones are left alone) and
 /// returns the names in the shape the adapters take.
 pub async fn create_tables(client: &aws_sdk_dynamodb::Client, prefix: &str) -> Result<Tables, PortError> {
-    let defs = table_defs(TEMPLATE).map_err(|e| PortError::internal("schema", e))?;
+    let defs = template().and_then(|t| table_defs(&t)).map_err(|e| PortError::internal("schema", e))?;
     for def in &defs {
         let name = format!("{prefix}{}", def.logical_id);
         let mut create = client.create_table().table_name(&name).billing_mode(BillingMode::PayPerRequest);
@@ -118,7 +140,7 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, prefix: &str) -> R
         match create.send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => continue,
-            Err(e) => return Err(super::sdk_error("schema", e)),
+            Err(e) => return Err(sdk_error(e)),
         }
         if let Some(attr) = &def.ttl_attribute {
             let spec = TimeToLiveSpecification::builder()
@@ -132,7 +154,7 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, prefix: &str) -> R
                 .time_to_live_specification(spec)
                 .send()
                 .await
-                .map_err(|e| super::sdk_error("schema", e))?;
+                .map_err(sdk_error)?;
         }
     }
     if let Some(missing) = Tables::LOGICAL_IDS.iter().find(|id| !defs.iter().any(|d| d.logical_id == **id)) {
@@ -147,7 +169,7 @@ mod tests {
 
     #[test]
     fn reads_the_tables_of_the_real_template() {
-        let defs = table_defs(TEMPLATE).unwrap();
+        let defs = table_defs(&template().unwrap()).unwrap();
         let ids: Vec<&str> = defs.iter().map(|d| d.logical_id.as_str()).collect();
         for id in Tables::LOGICAL_IDS {
             assert!(ids.contains(&id), "{id} missing from {ids:?}");

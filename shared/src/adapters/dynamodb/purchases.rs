@@ -1,0 +1,333 @@
+//! App Store purchases, refunds and notifications (credits table): each credit, refund or reversal is one
+//! balance change (credits.rs) whose transaction also moves the purchase record (`APPSTORE_TXN#<id>`) and
+//! records the notification, so each happens exactly once.
+
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+use super::credits::{backoff, transact_item_put, Change, Decision, MAX_ATTEMPTS};
+use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
+use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::ports::{CreditsStore, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
+
+/// How long a processed notification is remembered (Apple retries a failed delivery five times, the last
+/// about six and a half days after the first attempt).
+const NOTIFICATION_TTL_SECS: i64 = 90 * 24 * 3600;
+
+fn purchase_pk(transaction_id: &str) -> String {
+    format!("APPSTORE_TXN#{transaction_id}")
+}
+
+fn notification_pk(id: &str) -> String {
+    format!("APPSTORE_NOTIFICATION#{id}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PurchaseState {
+    Credited,
+    Refunded,
+}
+
+/// `APPSTORE_TXN#<transactionId>`: makes "credit once per transaction" a condition.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PurchaseItem {
+    pk: String,
+    sk: String,
+    /// Absent when Apple's refund arrived before the transaction was ever posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<UserId>,
+    product_id: String,
+    original_transaction_id: String,
+    environment: String,
+    credits: u64,
+    state: PurchaseState,
+    /// What the last refund actually took (what a reversal gives back).
+    #[serde(default)]
+    refunded_credits: u64,
+    created_at: UnixTime,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationItem {
+    pk: String,
+    sk: String,
+    received_at: UnixTime,
+    ttl: UnixTime,
+}
+
+/// A refund or reversal decision never stops; reaching this is a bug.
+fn unreachable_stop() -> Result<(), PortError> {
+    Err(PortError::internal("credits", "refund decision stopped unexpectedly"))
+}
+
+impl DynamoStore {
+    async fn read_purchase(&self, transaction_id: &str) -> Result<Option<PurchaseItem>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.credits)
+            .set_key(Some(key(purchase_pk(transaction_id), "TXN")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("credits", e))?;
+        out.item.map(|i| from_item("credits", i)).transpose()
+    }
+
+    fn notification_put(&self, id: &str, now: UnixTime) -> Result<TransactWriteItem, PortError> {
+        let item = NotificationItem {
+            pk: notification_pk(id),
+            sk: "NOTIFICATION".to_owned(),
+            received_at: now,
+            ttl: now + NOTIFICATION_TTL_SECS,
+        };
+        transact_item_put(&self.tables.credits, to_item("credits", &item)?, "attribute_not_exists(pk)")
+    }
+
+    /// Moves a purchase record from `from` to `to` (recording what a refund took), on the condition that it
+    /// is still in `from` and still belongs to `owner` (account deletion re-keys purchases to an anonymous id:
+    /// a refund that read the old owner retries and applies to the new one).
+    fn purchase_transition(
+        &self,
+        transaction_id: &str,
+        owner: &UserId,
+        from: PurchaseState,
+        to: PurchaseState,
+        refunded_credits: u64,
+    ) -> Result<TransactWriteItem, PortError> {
+        let state = |s: PurchaseState| if s == PurchaseState::Credited { "credited" } else { "refunded" };
+        let update = Update::builder()
+            .table_name(&self.tables.credits)
+            .set_key(Some(key(purchase_pk(transaction_id), "TXN")))
+            .update_expression("SET #state = :to, refundedCredits = :taken")
+            .condition_expression("#state = :from AND userId = :owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":from", s(state(from)))
+            .expression_attribute_values(":to", s(state(to)))
+            .expression_attribute_values(":taken", n(refunded_credits))
+            .build()
+            .map_err(|e| PortError::internal("credits", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Records the notification of a refund that does not apply; `Duplicate` if it was recorded before.
+    async fn not_applicable(&self, notification_id: &str, now: UnixTime) -> Result<RefundOutcome, PortError> {
+        Ok(match self.post_notification(notification_id, now).await? {
+            Written::Yes => RefundOutcome::NotApplicable,
+            Written::Conflict => RefundOutcome::Duplicate,
+        })
+    }
+
+    /// See `CreditsStore::credit_purchase_from`.
+    pub(super) async fn post_purchase(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+        balance_read: Option<u64>,
+    ) -> Result<PurchaseOutcome, PortError> {
+        let record = PurchaseItem {
+            pk: purchase_pk(&purchase.transaction_id),
+            sk: "TXN".to_owned(),
+            user_id: Some(user.clone()),
+            product_id: purchase.product_id.clone(),
+            original_transaction_id: purchase.original_transaction_id.clone(),
+            environment: purchase.environment.clone(),
+            credits: purchase.credits,
+            state: PurchaseState::Credited,
+            refunded_credits: 0,
+            created_at: now,
+        };
+        let record = to_item("credits", &record)?;
+        let change = self
+            .change_balance_from(
+                user,
+                now,
+                balance_read,
+                |_| Ok(vec![transact_item_put(&self.tables.credits, record.clone(), "attribute_not_exists(pk)")?]),
+                |balance| match LedgerEntry::apply(
+                    LedgerKind::Purchase,
+                    balance.unwrap_or(0),
+                    i64::try_from(purchase.credits).unwrap_or(i64::MAX),
+                    &purchase.transaction_id,
+                    now,
+                ) {
+                    Some(entry) => {
+                        let balance = entry.balance_after;
+                        Decision::Apply { entry, then: balance }
+                    }
+                    None => Decision::Stop(balance.unwrap_or(0)),
+                },
+            )
+            .await?;
+        match change {
+            Change::Applied(balance) => Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, balance }),
+            Change::Stopped(_) => Err(PortError::internal("credits", "balance overflow")),
+            Change::ExtraFailed(_) => {
+                // The record and the balance in one round trip (the balance only matters when it is ours).
+                let (existing, balance) =
+                    tokio::try_join!(self.read_purchase(&purchase.transaction_id), CreditsStore::balance(self, user))?;
+                let existing = existing
+                    .ok_or_else(|| PortError::internal("credits", "purchase condition failed but no record"))?;
+                match existing.user_id {
+                    Some(owner) if owner == *user => {
+                        Ok(PurchaseOutcome::AlreadyCredited { credits_added: existing.credits, balance })
+                    }
+                    Some(_) => Ok(PurchaseOutcome::OtherUser),
+                    None => Ok(PurchaseOutcome::Revoked),
+                }
+            }
+        }
+    }
+
+    /// See `CreditsStore::refund_purchase`.
+    pub(super) async fn post_refund(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let Some(record) = self.read_purchase(transaction_id).await? else {
+                // Refunded before it was ever posted: remember that, so a later post is refused.
+                let record = PurchaseItem {
+                    pk: purchase_pk(transaction_id),
+                    sk: "TXN".to_owned(),
+                    user_id: None,
+                    product_id: String::new(),
+                    original_transaction_id: String::new(),
+                    environment: String::new(),
+                    credits: 0,
+                    state: PurchaseState::Refunded,
+                    refunded_credits: 0,
+                    created_at: now,
+                };
+                let items = vec![
+                    transact_item_put(&self.tables.credits, to_item("credits", &record)?, "attribute_not_exists(pk)")?,
+                    self.notification_put(notification_id, now)?,
+                ];
+                match self.transact_once(items).await? {
+                    None => return Ok(RefundOutcome::UnknownTransaction),
+                    Some(1) => return Ok(RefundOutcome::Duplicate),
+                    Some(_) => {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                }
+            };
+            let user = match (&record.user_id, record.state) {
+                (Some(user), PurchaseState::Credited) => user.clone(),
+                _ => return self.not_applicable(notification_id, now).await,
+            };
+            let change = self
+                .change_balance(
+                    &user,
+                    now,
+                    |entry| {
+                        let take = entry.amount.unsigned_abs();
+                        Ok(vec![
+                            self.purchase_transition(
+                                transaction_id,
+                                &user,
+                                PurchaseState::Credited,
+                                PurchaseState::Refunded,
+                                take,
+                            )?,
+                            self.notification_put(notification_id, now)?,
+                        ])
+                    },
+                    |balance| {
+                        let balance = balance.unwrap_or(0);
+                        let take = balance.min(record.credits);
+                        let amount = -i64::try_from(take).unwrap_or(i64::MAX);
+                        let mut entry =
+                            LedgerEntry::new(LedgerKind::Refund, amount, balance - take, transaction_id, now);
+                        let shortfall = record.credits - take;
+                        entry.shortfall = (shortfall > 0).then_some(shortfall);
+                        let after = entry.balance_after;
+                        Decision::Apply { entry, then: (amount, shortfall, after) }
+                    },
+                )
+                .await?;
+            match change {
+                Change::Applied((amount, shortfall, balance)) => {
+                    return Ok(RefundOutcome::Applied { user, amount, shortfall, balance })
+                }
+                Change::Stopped(_) => unreachable_stop()?,
+                Change::ExtraFailed(1) => return Ok(RefundOutcome::Duplicate),
+                // The purchase changed state under us: look again.
+                Change::ExtraFailed(_) => backoff(attempt).await,
+            }
+        }
+        Err(PortError::unavailable("credits", "refund kept conflicting; gave up after retries"))
+    }
+
+    /// See `CreditsStore::reverse_refund`.
+    pub(super) async fn post_refund_reversal(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let record = self.read_purchase(transaction_id).await?;
+            let (user, give) = match record {
+                Some(PurchaseItem {
+                    user_id: Some(user), state: PurchaseState::Refunded, refunded_credits, ..
+                }) => (user, refunded_credits),
+                _ => return self.not_applicable(notification_id, now).await,
+            };
+            let amount = i64::try_from(give).unwrap_or(i64::MAX);
+            let change = self
+                .change_balance(
+                    &user,
+                    now,
+                    |_| {
+                        Ok(vec![
+                            self.purchase_transition(
+                                transaction_id,
+                                &user,
+                                PurchaseState::Refunded,
+                                PurchaseState::Credited,
+                                0,
+                            )?,
+                            self.notification_put(notification_id, now)?,
+                        ])
+                    },
+                    |balance| match LedgerEntry::apply(
+                        LedgerKind::Reversal,
+                        balance.unwrap_or(0),
+                        amount,
+                        transaction_id,
+                        now,
+                    ) {
+                        Some(entry) => {
+                            let after = entry.balance_after;
+                            Decision::Apply { entry, then: after }
+                        }
+                        None => Decision::Stop(0),
+                    },
+                )
+                .await?;
+            match change {
+                Change::Applied(balance) => return Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance }),
+                Change::Stopped(_) => unreachable_stop()?,
+                Change::ExtraFailed(1) => return Ok(RefundOutcome::Duplicate),
+                Change::ExtraFailed(_) => backoff(attempt).await,
+            }
+        }
+        Err(PortError::unavailable("credits", "refund reversal kept conflicting; gave up after retries"))
+    }
+
+    /// See `CreditsStore::record_notification`.
+    pub(super) async fn post_notification(&self, notification_id: &str, now: UnixTime) -> Result<Written, PortError> {
+        match self.transact_once(vec![self.notification_put(notification_id, now)?]).await? {
+            None => Ok(Written::Yes),
+            Some(_) => Ok(Written::Conflict),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Account deletion in memory (twin of adapters/dynamodb/erasure.rs).
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
+use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::ports::{AccountEraser, PortError};
+
+use super::MemoryStore;
+
+#[async_trait]
+impl AccountEraser for MemoryStore {
+    async fn erase_sessions(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut inner = self.lock();
+        let families: HashSet<String> =
+            inner.sessions.values().filter(|s| s.user_id == *user).map(|s| s.family_id.clone()).collect();
+        let before = inner.sessions.len() + inner.revoked_families.len();
+        inner.sessions.retain(|_, s| s.user_id != *user);
+        inner.revoked_families.retain(|f| !families.contains(f));
+        Ok(before - inner.sessions.len() - inner.revoked_families.len())
+    }
+
+    async fn erase_favorites(&self, user: &UserId) -> Result<usize, PortError> {
+        Ok(self.lock().favorites.remove(user).map_or(0, |f| f.len()))
+    }
+
+    async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut inner = self.lock();
+        let mut erased = inner.generations.remove(user).map_or(0, |g| g.len());
+        erased += usize::from(inner.in_flight.remove(user).is_some());
+        let before = inner.idempotency.len();
+        inner.idempotency.retain(|(u, _), _| u != user);
+        Ok(erased + before - inner.idempotency.len())
+    }
+
+    async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        let balance = inner.balance(user).unwrap_or(0);
+        if balance > 0 {
+            let amount = -i64::try_from(balance).map_err(|e| PortError::internal("credits", e))?;
+            inner.apply(user, LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now));
+        }
+        let ledger = inner.ledger.remove(user).unwrap_or_default();
+        for p in inner.purchases.values_mut() {
+            if p.user.as_ref() == Some(user) {
+                p.user = Some(anon.clone());
+            }
+        }
+        inner.ledger.entry(anon.clone()).or_default().extend(ledger);
+        Ok(())
+    }
+
+    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        if let Some(e164) = phone {
+            // Only while the number is still this user's (or nobody's): a new account's code record stays.
+            if inner.phones.get(e164).is_none_or(|owner| owner == user) {
+                inner.phones.remove(e164);
+                inner.otp.remove(e164);
+            }
+        }
+        inner.users.remove(user);
+        Ok(())
+    }
+}

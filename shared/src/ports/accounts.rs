@@ -1,0 +1,45 @@
+//! Accounts: profiles and the one-user-per-number index (adapters/dynamodb/accounts.rs).
+
+use async_trait::async_trait;
+
+use super::PortError;
+use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
+
+/// A user about to be created at first sign-in.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub phone: PhoneNumber,
+    pub created_at: UnixTime,
+    pub starter_grant: Option<LedgerEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(UserAccount),
+    /// The number already belongs to this user (a concurrent first sign-in won).
+    PhoneTaken(UserId),
+}
+
+/// Users: profile, phone index and credit balance.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn find_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError>;
+    /// Creates the user, its phone index entry, its balance and the starter grant's ledger entry in one
+    /// transaction, only if the phone number has no user yet.
+    async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
+    /// Sets or clears the display name; `None` when the user does not exist.
+    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
+    /// Revokes every refresh-token family created at or before `at`.
+    async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
+    /// Records that the account is being deleted (a tombstone keyed by a hash of the id): from then on its
+    /// access tokens no longer change anything. It stays until [`AccountStore::deletion_finished`].
+    async fn mark_deleted(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
+    /// The deletion is complete: the tombstone forgets the id and may expire once no access token of the
+    /// account can be live.
+    async fn deletion_finished(&self, id: &UserId, now: UnixTime) -> Result<(), PortError>;
+    /// Accounts whose deletion started but has not finished (the reconciler finishes them).
+    async fn pending_deletions(&self, limit: usize) -> Result<Vec<UserId>, PortError>;
+    async fn is_deleted(&self, id: &UserId) -> Result<bool, PortError>;
+}

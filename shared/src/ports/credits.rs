@@ -1,0 +1,125 @@
+//! Balances, the ledger and App Store purchases (adapters/dynamodb/credits.rs).
+
+use async_trait::async_trait;
+
+use super::{PortError, Written};
+use crate::domain::{LedgerEntry, UnixTime, UserId};
+
+/// One page of a user's credits ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPage {
+    pub entries: Vec<LedgerEntry>,
+    /// Whether older entries exist beyond this page.
+    pub more: bool,
+}
+
+/// A user's credits ledger, newest first.
+#[async_trait]
+pub trait LedgerReader: Send + Sync {
+    /// At most `limit` entries older than the entry `before` (a ledger entry id), newest first.
+    async fn ledger_page(&self, id: &UserId, limit: usize, before: Option<&str>) -> Result<LedgerPage, PortError>;
+
+    async fn ledger(&self, id: &UserId, limit: usize) -> Result<Vec<LedgerEntry>, PortError> {
+        Ok(self.ledger_page(id, limit, None).await?.entries)
+    }
+}
+
+/// A purchase whose signed transaction was verified, about to be credited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPurchase {
+    pub transaction_id: String,
+    pub original_transaction_id: String,
+    pub product_id: String,
+    pub credits: u64,
+    /// `Sandbox` or `Production`.
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    Credited {
+        credits_added: u64,
+        balance: u64,
+    },
+    /// This user was credited for the transaction before: nothing changed.
+    AlreadyCredited {
+        credits_added: u64,
+        balance: u64,
+    },
+    /// The transaction was credited to another user.
+    OtherUser,
+    /// Apple refunded the transaction before it was ever credited.
+    Revoked,
+}
+
+/// The result of a refund or refund reversal from an App Store notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The balance changed by `amount` (negative for a refund); `shortfall` credits could not be taken back.
+    Applied { user: UserId, amount: i64, shortfall: u64, balance: u64 },
+    /// The transaction is not in a state this notification applies to (refunded twice, reversed unrefunded).
+    NotApplicable,
+    /// We never credited the transaction; it is now marked refunded so a later post of it is refused.
+    UnknownTransaction,
+    /// This notification was processed before.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    Applied {
+        balance: u64,
+    },
+    /// Taking that many would take the balance below zero.
+    Insufficient {
+        balance: u64,
+    },
+    NoSuchUser,
+}
+
+/// Balances, purchases and App Store notifications. Every balance change is one transaction with its ledger
+/// entry, conditioned on the balance it was computed from, so the ledger always sums to the balance.
+#[async_trait]
+pub trait CreditsStore: Send + Sync {
+    /// The balance; 0 for a user without one.
+    async fn balance(&self, id: &UserId) -> Result<u64, PortError>;
+    /// Credits `purchase` to `user` once per transaction id.
+    async fn credit_purchase(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+    ) -> Result<PurchaseOutcome, PortError>;
+    /// [`CreditsStore::credit_purchase`], charging from `balance_read` (the balance as the caller just read
+    /// it, beside its other reads) instead of reading it first; a stale value only costs a retry.
+    async fn credit_purchase_from(
+        &self,
+        user: &UserId,
+        purchase: &VerifiedPurchase,
+        now: UnixTime,
+        balance_read: Option<u64>,
+    ) -> Result<PurchaseOutcome, PortError> {
+        let _ = balance_read;
+        self.credit_purchase(user, purchase, now).await
+    }
+    /// Takes back the credits of a refunded transaction (down to a balance of zero), once per notification and
+    /// once per refund.
+    async fn refund_purchase(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError>;
+    /// Gives back what a refund took, once.
+    async fn reverse_refund(
+        &self,
+        transaction_id: &str,
+        notification_id: &str,
+        now: UnixTime,
+    ) -> Result<RefundOutcome, PortError>;
+    /// Records a notification that changes no balance; `Conflict` when it was recorded before.
+    async fn record_notification(&self, notification_id: &str, now: UnixTime) -> Result<Written, PortError>;
+    /// An operator's grant (positive) or take (negative), with `reason` in the ledger entry.
+    async fn adjust(&self, user: &UserId, amount: i64, reason: &str, now: UnixTime)
+        -> Result<AdjustOutcome, PortError>;
+}

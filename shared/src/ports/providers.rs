@@ -1,0 +1,60 @@
+//! The AI image providers (adapters/providers/).
+
+use async_trait::async_trait;
+
+use crate::domain::GenerationSpec;
+
+/// One render asked of an AI image provider.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderRequest<'a> {
+    /// The template's server-side settings: provider, model, prompt, params (`localEffect` is the local
+    /// renderer's; real adapters leave it out).
+    pub spec: &'a GenerationSpec,
+    /// The prepared photo: JPEG, upright, without metadata, downsized.
+    pub image: &'a [u8],
+    /// A short-lived URL of the same prepared photo, for providers that fetch their input.
+    pub image_url: Option<&'a str>,
+    /// The generation's id: stable across retries, usable for provider-side de-duplication and logs.
+    pub job_id: &'a str,
+    /// The most this call may take (what is left of the worker's budget). Providers that run remote work
+    /// stop waiting, and cancel it, before this runs out; the worker cuts the call off at it regardless.
+    pub time_left: std::time::Duration,
+}
+
+/// A rendered image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedImage {
+    pub bytes: Vec<u8>,
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub content_type: String,
+}
+
+/// Why a provider refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The provider's safety system refused the photo or the result.
+    ContentPolicy,
+    /// The photo is unusable (too small, corrupt, no face where one is required, ...).
+    InvalidInput,
+    /// Our side is wrong: bad key, unknown model, bad parameters. Alarm-worthy, not the user's fault.
+    Configuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying: 429, 5xx, timeouts, connection failures. `retry_after_secs` when the provider said.
+    #[error("provider unavailable: {detail}")]
+    Transient { detail: String, retry_after_secs: Option<u64> },
+    /// Retrying cannot help. `user_reason` is shown to the user; `detail` is for the logs (never a key).
+    #[error("provider refused ({kind:?}): {detail}")]
+    Permanent { kind: RefusalKind, user_reason: String, detail: String },
+}
+
+/// An AI image provider (or the local renderer).
+#[async_trait]
+pub trait ImageProvider: Send + Sync {
+    /// Whether the provider fetches its input from `RenderRequest::image_url` (the worker then stores the
+    /// prepared photo and presigns a URL for it).
+    fn needs_image_url(&self) -> bool;
+    async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError>;
+}
