@@ -7,25 +7,30 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use facemake::domain::UserId;
 use facemake::ports::JobRef;
 use facemake::services::generation::{JobResult, Worker};
-use serde_json::{json, Value};
+use serde_dynamo::AttributeValue;
 
 /// The job a stream record names, from its keys (`USER#<id>` / `GEN#<id>`).
-pub fn job_of(record: &Value) -> Option<JobRef> {
-    let keys = &record["dynamodb"]["Keys"];
-    let user = keys["pk"]["S"].as_str()?.strip_prefix("USER#")?;
-    let id = keys["sk"]["S"].as_str()?.strip_prefix("GEN#")?;
+pub fn job_of(record: &EventRecord) -> Option<JobRef> {
+    let key = |name: &str| match record.change.keys.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let user = key("pk")?.strip_prefix("USER#")?;
+    let id = key("sk")?.strip_prefix("GEN#")?;
     Some(JobRef { user_id: UserId::parse(user).ok()?, generation_id: id.to_owned() })
 }
 
 /// Handles a DynamoDB Streams batch; answers with the records to retry (`ReportBatchItemFailures`).
-pub async fn handle(worker: Arc<Worker>, event: Value) -> Result<Value, lambda_http::Error> {
-    let mut failures = Vec::new();
-    for record in event["Records"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().to_owned();
-        if record["eventName"] != "INSERT" {
+pub async fn handle(worker: Arc<Worker>, event: Event) -> Result<DynamoDbEventResponse, lambda_http::Error> {
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        let sequence = record.change.sequence_number.clone().unwrap_or_default();
+        if record.event_name != "INSERT" {
             continue;
         }
         let Some(job) = job_of(record) else {
@@ -35,7 +40,7 @@ pub async fn handle(worker: Arc<Worker>, event: Value) -> Result<Value, lambda_h
         };
         // The record's id: Lambda's retry of this batch carries the same one, and may take over the claim
         // the crashed or timed-out invocation left behind.
-        let delivery = record["eventID"].as_str().filter(|id| !id.is_empty()).unwrap_or(&sequence);
+        let delivery = Some(record.event_id.as_str()).filter(|id| !id.is_empty()).unwrap_or(&sequence);
         match worker.process_delivery(&job, Some(delivery)).await {
             Ok(result) => {
                 let outcome = match &result {
@@ -48,9 +53,11 @@ pub async fn handle(worker: Arc<Worker>, event: Value) -> Result<Value, lambda_h
             }
             Err(e) => {
                 tracing::error!(generation = %job.generation_id, error = %e, "job hit an infrastructure error");
-                failures.push(json!({ "itemIdentifier": sequence }));
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(sequence);
+                response.batch_item_failures.push(failure);
             }
         }
     }
-    Ok(json!({ "batchItemFailures": failures }))
+    Ok(response)
 }

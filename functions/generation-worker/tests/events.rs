@@ -6,12 +6,25 @@ use async_trait::async_trait;
 use facemake::domain::{object_keys, GenerationStatus, TemplateId, UploadId};
 use facemake::ports::{ImageProvider, ObjectStore, PortError, ProviderError, RenderRequest, RenderedImage};
 use facemake::services::generation::Providers;
-use testkit::Harness;
 use serde_json::{json, Value};
+use testkit::Harness;
 
 /// The fixture's ids.
 const FIXTURE_USER: &str = "01KAFC0S00GP1XF3A7QYFR6F0D";
 const FIXTURE_GENERATION: &str = "01KARH98PRTEWH0AVNH9DN65R6";
+
+/// The worker's handler on a batch as JSON (the fixture, edited), answering as JSON.
+async fn handle(
+    worker: Arc<facemake::services::generation::Worker>,
+    batch: Value,
+) -> Result<Value, lambda_http::Error> {
+    let event = serde_json::from_value(batch)?;
+    Ok(serde_json::to_value(generation_worker::handle(worker, event).await?)?)
+}
+
+fn record(batch: &Value) -> aws_lambda_events::event::dynamodb::EventRecord {
+    serde_json::from_value(batch["Records"][0].clone()).unwrap()
+}
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -45,12 +58,12 @@ async fn started(h: &Harness) -> (facemake::domain::UserId, String, Value) {
 async fn a_stream_insert_renders_the_job() {
     let h = Harness::in_memory();
     let (user, id, batch) = started(&h).await;
-    let answer = generation_worker::handle(Arc::new(h.deps.worker()), batch.clone()).await.unwrap();
+    let answer = handle(Arc::new(h.deps.worker()), batch.clone()).await.unwrap();
     assert_eq!(answer, json!({"batchItemFailures": []}));
     let g = h.deps.store.generation(&user, &id).await.unwrap().unwrap();
     assert_eq!(g.status, GenerationStatus::Succeeded);
     // Lambda redelivering the same batch changes nothing.
-    let again = generation_worker::handle(Arc::new(h.deps.worker()), batch).await.unwrap();
+    let again = handle(Arc::new(h.deps.worker()), batch).await.unwrap();
     assert_eq!(again, json!({"batchItemFailures": []}));
     assert_eq!(h.deps.store.balance(&user).await.unwrap(), 2);
 }
@@ -58,17 +71,17 @@ async fn a_stream_insert_renders_the_job() {
 #[tokio::test]
 async fn the_fixture_names_a_generation_and_other_records_are_ignored() {
     let batch: Value = serde_json::from_str(&fixture("generation-stream-insert.json")).unwrap();
-    let job = generation_worker::job_of(&batch["Records"][0]).unwrap();
+    let job = generation_worker::job_of(&record(&batch)).unwrap();
     assert_eq!((job.user_id.to_string().as_str(), job.generation_id.as_str()), (FIXTURE_USER, FIXTURE_GENERATION));
     let mut other = batch.clone();
     other["Records"][0]["dynamodb"]["Keys"]["sk"]["S"] = json!("IDEM#abc");
-    assert!(generation_worker::job_of(&other["Records"][0]).is_none());
+    assert!(generation_worker::job_of(&record(&other)).is_none());
     let mut modify = batch;
     modify["Records"][0]["eventName"] = json!("MODIFY");
     // Nothing to do for either, and nothing to retry.
     let h = Harness::in_memory();
     for b in [other, modify] {
-        let answer = generation_worker::handle(Arc::new(h.deps.worker()), b).await.unwrap();
+        let answer = handle(Arc::new(h.deps.worker()), b).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": []}));
     }
 }
@@ -131,11 +144,11 @@ fn broken_worker(h: &Harness) -> Arc<facemake::services::generation::Worker> {
 async fn an_infrastructure_error_is_retried_at_once() {
     let h = Harness::in_memory();
     let (user, id, batch) = started(&h).await;
-    let answer = generation_worker::handle(broken_worker(&h), batch.clone()).await.unwrap();
+    let answer = handle(broken_worker(&h), batch.clone()).await.unwrap();
     let sequence = batch["Records"][0]["dynamodb"]["SequenceNumber"].clone();
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": sequence}]}), "Lambda retries the record");
     // The failed attempt gave its claim up, so Lambda's redelivery seconds later does the job.
-    let answer = generation_worker::handle(Arc::new(h.deps.worker()), batch).await.unwrap();
+    let answer = handle(Arc::new(h.deps.worker()), batch).await.unwrap();
     assert_eq!(answer, json!({"batchItemFailures": []}));
     let g = h.deps.store.generation(&user, &id).await.unwrap().unwrap();
     assert_eq!((g.status, g.attempts), (GenerationStatus::Succeeded, 2));
@@ -148,7 +161,7 @@ async fn a_record_that_keeps_failing_is_refunded_by_the_reconciler_at_the_deadli
     let (user, id, batch) = started(&h).await;
     // Every delivery fails (after the retries, Lambda sends the record to the dead-letter queue).
     for _ in 0..3 {
-        let answer = generation_worker::handle(broken_worker(&h), batch.clone()).await.unwrap();
+        let answer = handle(broken_worker(&h), batch.clone()).await.unwrap();
         assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1);
     }
     assert_eq!(h.deps.store.balance(&user).await.unwrap(), 2, "charged while in flight");
