@@ -7,8 +7,9 @@
 //!   `DeleteObjects` one `s3:DeleteObject` per key, a `GetObject` or `HeadObject` answered 404 also needs
 //!   `s3:ListBucket`, or S3 would have answered 403);
 //! - [`Template::parse`] reads each function's policies (its inline statements, the SAM policy templates
-//!   it names, an explicit role's inline policies) with `!Ref`, `!GetAtt` and `!Sub` resolved to the
-//!   logical resources, and the policies SAM attaches by itself;
+//!   it names, the template's own `AWS::IAM::ManagedPolicy` resources it or its explicit role references,
+//!   an explicit role's inline policies) with `!Ref`, `!GetAtt` and `!Sub` resolved to the logical
+//!   resources, and the policies SAM attaches by itself;
 //! - [`Grant::allows`] matches them as IAM does: wildcards in actions and resources, and the `StringLike`
 //!   / `StringEquals` conditions on `s3:prefix` the template uses.
 //!

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml_ng::Value;
+use serde_yaml_ng::{Mapping, Value};
 
 use super::resolve::Resolver;
 use super::{Access, Grant};
@@ -96,7 +96,9 @@ impl Template {
                     resolver.statements(name, &policy["PolicyDocument"]["Statement"], &mut grants)?;
                 }
                 for arn in role["ManagedPolicyArns"].as_sequence().into_iter().flatten() {
-                    managed.push(resolver.scalar(arn)?);
+                    if !template_policy(resources, &resolver, arn, &mut grants)? {
+                        managed.push(resolver.scalar(arn)?);
+                    }
                 }
             } else {
                 managed.push("AWSLambdaBasicExecutionRole (SAM: every function role)".into());
@@ -108,6 +110,11 @@ impl Template {
                     managed.push("AWSLambdaDynamoDBExecutionRole (SAM: a DynamoDB event)".into());
                 }
                 for (i, policy) in props["Policies"].as_sequence().into_iter().flatten().enumerate() {
+                    // SAM puts a policy ARN (here a `!Ref` of the template's own managed policy) in the role's
+                    // ManagedPolicyArns, as an explicit role would have it.
+                    if template_policy(resources, &resolver, policy, &mut grants)? {
+                        continue;
+                    }
                     match policy {
                         Value::String(name) => managed.push(name.clone()),
                         Value::Mapping(m) if m.contains_key("Statement") => {
@@ -132,6 +139,40 @@ impl Template {
         }
         Ok(Self { functions })
     }
+}
+
+/// If `arn` is `!Ref P` (or `{Ref: P}`) of an `AWS::IAM::ManagedPolicy` of the template, whose `Ref` is its ARN:
+/// its statements, each grant's source `P.<Sid>`, added to `grants`, and true. Otherwise false.
+fn template_policy(
+    resources: &Mapping,
+    resolver: &Resolver,
+    arn: &Value,
+    grants: &mut Vec<Grant>,
+) -> Result<bool, String> {
+    let name = match arn {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "Ref" => t.value.as_str(),
+        Value::Mapping(m) if m.len() == 1 => m.get("Ref").and_then(Value::as_str),
+        _ => None,
+    };
+    let Some((name, policy)) = name.and_then(|n| Some((n, resources.get(n)?))) else { return Ok(false) };
+    if policy["Type"].as_str() != Some("AWS::IAM::ManagedPolicy") {
+        return Ok(false);
+    }
+    let props = &policy["Properties"];
+    if ["Roles", "Users", "Groups"].iter().any(|k| props.get(k).is_some()) {
+        // Attached from the policy's side, it would reach roles this reading does not follow.
+        return Err(format!(
+            "{name}: attachments by the policy's Roles/Users/Groups are not modelled: reference it from the role"
+        ));
+    }
+    let first = grants.len();
+    resolver.statements(name, &props["PolicyDocument"]["Statement"], grants)?;
+    for grant in &mut grants[first..] {
+        if !grant.source.starts_with(&format!("{name}#")) {
+            grant.source = format!("{name}.{}", grant.source);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -207,5 +248,70 @@ Resources:
         assert!(f.granting(&Access::new("dynamodb:GetItem", USERS)).next().is_none(), "only its own table");
         let unknown = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n    Properties:\n      Policies:\n        - KinesisCrudPolicy: {StreamName: s}\n");
         assert!(unknown.unwrap_err().contains("KinesisCrudPolicy"));
+    }
+
+    #[test]
+    fn a_ref_to_a_managed_policy_of_the_template_grants_its_statements() {
+        let yaml = r#"
+Resources:
+  Users: {Type: AWS::DynamoDB::Table}
+  Shared:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Sid: UsersDelete
+            Effect: Allow
+            Action: dynamodb:DeleteItem
+            Resource: !GetAtt Users.Arn
+          - Effect: Allow
+            Action: dynamodb:Query
+            Resource: !Sub "${Users.Arn}/index/ByUser"
+  A:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: a}}
+    Properties:
+      Policies:
+        - Statement:
+            - {Sid: UsersRead, Effect: Allow, Action: dynamodb:GetItem, Resource: !GetAtt Users.Arn}
+        - !Ref Shared
+  B:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: b}}
+    Properties:
+      Policies:
+        - {Ref: Shared}
+        - AWSLambdaVPCAccessExecutionRole
+  RoleC:
+    Type: AWS::IAM::Role
+    Properties:
+      ManagedPolicyArns:
+        - !Ref Shared
+        - !Sub "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"
+  C:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: c}}
+    Properties:
+      Role: !GetAtt RoleC.Arn
+"#;
+        let t = Template::parse(yaml).unwrap();
+        let shared = [
+            format!("[Shared.UsersDelete] dynamodb:DeleteItem on {}", "arn:aws:dynamodb:REGION:ACCOUNT:table/Users"),
+            format!("[Shared#1] dynamodb:Query on {}", "arn:aws:dynamodb:REGION:ACCOUNT:table/Users/index/ByUser"),
+        ];
+        let grants = |id: &str| t.functions[id].grants.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut a = vec!["[UsersRead] dynamodb:GetItem on arn:aws:dynamodb:REGION:ACCOUNT:table/Users".to_owned()];
+        a.extend(shared.clone());
+        assert_eq!(grants("A"), a);
+        assert_eq!(grants("B"), shared, "the {{Ref: ...}} form too");
+        assert_eq!(grants("C"), shared, "an explicit role's ManagedPolicyArns too");
+        // The template's policy is read, not listed as an AWS managed policy beside the real ones.
+        assert!(t.functions.values().all(|f| f.managed.iter().all(|m| !m.contains("Shared"))));
+        assert!(t.functions["B"].managed.contains(&"AWSLambdaVPCAccessExecutionRole".to_owned()));
+        assert_eq!(t.functions["C"].managed, ["arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"]);
+
+        let attached = yaml.replace("      PolicyDocument:", "      Roles: [!Ref RoleC]\n      PolicyDocument:");
+        assert!(Template::parse(&attached).unwrap_err().contains("Roles"));
     }
 }
