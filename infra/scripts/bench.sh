@@ -24,12 +24,8 @@ mkdir -p "$out"
 target="${CARGO_TARGET_DIR:-$root/target}"
 lambda="$target/lambda"
 
-venv="$root/infra/.local/lambda-venv"
-if [ ! -x "$venv/bin/cargo-lambda" ]; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet cargo-lambda==1.9.2 ziglang==0.14.1 >&2
-fi
-export PATH="$venv/bin:$PATH"
+lambda_bin=$(infra/scripts/cargo-lambda.sh)
+export PATH="$lambda_bin:$PATH"
 
 functions=(send-code verify-code account templates credits app-store-notifications generate generation-worker
   generation-reconciler)
