@@ -76,45 +76,20 @@ impl LoopbackStage {
         Self::create(&var("FACEMAKE_TEST_DYNAMODB_ENDPOINT")?, &var("FACEMAKE_TEST_S3_ENDPOINT")?, prefix).await
     }
 
-    /// Creates the stage's resources under `prefix` (idempotent where the stand-ins allow it).
+    /// Creates the stage's resources under `prefix`, or takes them over where they are there already.
     pub async fn create(dynamodb_endpoint: &str, moto_endpoint: &str, prefix: &str) -> Result<Self, String> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(dynamodb_endpoint));
-        let tables =
-            testkit::schema::create_tables(&dynamodb, prefix).await.map_err(|e| format!("creating the tables: {e}"))?;
-        let store = facemake::adapters::dynamodb::DynamoStore::new(dynamodb, tables.clone());
-        facemake::services::catalogue::seed_catalogue(&store, &local_api::catalogue_dir().join("catalogue.yaml"))
-            .await?;
-
+        let tables = ensure_tables(dynamodb_endpoint, prefix).await?;
         let moto = sdk(moto_endpoint);
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&moto).force_path_style(true).build());
         let bucket = format!("{}images", prefix.to_lowercase());
-        s3.create_bucket().bucket(&bucket).send().await.map_err(|e| format!("creating the bucket: {e:?}"))?;
-
-        let secrets = aws_sdk_secretsmanager::Client::new(&moto);
-        let secret = |name: String, value: serde_json::Value| {
-            let secrets = secrets.clone();
-            async move {
-                let out = secrets
-                    .create_secret()
-                    .name(name)
-                    .secret_string(value.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| format!("creating a secret: {e:?}"))?;
-                out.arn().map(str::to_owned).ok_or_else(|| "a created secret has no ARN".to_owned())
-            }
-        };
-        let app_secret_arn = secret(format!("{prefix}app"), serde_json::json!({"signingKey": "b".repeat(64)})).await?;
-        let sms_secret_arn = secret(
-            format!("{prefix}sms"),
-            serde_json::json!({"accountSid": "AC1", "authToken": "tok", "fromNumber": "+15005550006", "messagingServiceSid": ""}),
-        )
-        .await?;
-        let provider_secret_arn = secret(
-            format!("{prefix}providers"),
-            serde_json::json!({"openaiApiKey": "sk-bench", "replicateApiToken": "r8_bench"}),
-        )
-        .await?;
+        ensure_bucket(&moto, &bucket).await?;
+        let app = serde_json::json!({"signingKey": "b".repeat(64)});
+        let app_secret_arn = ensure_secret(&moto, &format!("{prefix}app"), &app.to_string()).await?;
+        let sms = serde_json::json!({
+            "accountSid": "AC1", "authToken": "tok", "fromNumber": "+15005550006", "messagingServiceSid": ""
+        });
+        let sms_secret_arn = ensure_secret(&moto, &format!("{prefix}sms"), &sms.to_string()).await?;
+        let providers = serde_json::json!({"openaiApiKey": "sk-bench", "replicateApiToken": "r8_bench"});
+        let provider_secret_arn = ensure_secret(&moto, &format!("{prefix}providers"), &providers.to_string()).await?;
         Ok(Self {
             dynamodb_endpoint: dynamodb_endpoint.to_owned(),
             moto_endpoint: moto_endpoint.to_owned(),
@@ -166,6 +141,45 @@ impl LoopbackStage {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
     }
+}
+
+/// The tables of template.yaml in DynamoDB Local at `endpoint`, named `{prefix}{LogicalId}` (created when they
+/// are not there), with the seed catalogue written into them.
+pub async fn ensure_tables(endpoint: &str, prefix: &str) -> Result<facemake::config::Tables, String> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(endpoint));
+    let tables =
+        testkit::schema::create_tables(&dynamodb, prefix).await.map_err(|e| format!("creating the tables: {e}"))?;
+    let store = facemake::adapters::dynamodb::DynamoStore::new(dynamodb, tables.clone());
+    facemake::services::catalogue::seed_catalogue(&store, &local_api::catalogue_dir().join("catalogue.yaml")).await?;
+    Ok(tables)
+}
+
+/// The bucket `name` in moto (`moto` is [`sdk`] at its endpoint), created when it is not there.
+pub async fn ensure_bucket(moto: &aws_config::SdkConfig, name: &str) -> Result<(), String> {
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(moto).force_path_style(true).build());
+    let Err(e) = s3.create_bucket().bucket(name).send().await else { return Ok(()) };
+    // Already there (moto answers BucketAlreadyExists or BucketAlreadyOwnedByYou): ours if we can see it.
+    match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("creating the bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e))),
+    }
+}
+
+/// The secret `name` in moto holding `value` (created, or given that value when it is there); its ARN.
+pub async fn ensure_secret(moto: &aws_config::SdkConfig, name: &str, value: &str) -> Result<String, String> {
+    let secrets = aws_sdk_secretsmanager::Client::new(moto);
+    let failed = |what: &str, e: &dyn std::fmt::Display| format!("{what} the secret {name}: {e}");
+    let arn = match secrets.create_secret().name(name).secret_string(value).send().await {
+        Ok(out) => out.arn().map(str::to_owned),
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
+            let put = secrets.put_secret_value().secret_id(name).secret_string(value).send().await;
+            put.map_err(|e| failed("updating", &aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?
+                .arn()
+                .map(str::to_owned)
+        }
+        Err(e) => return Err(failed("creating", &aws_sdk_secretsmanager::error::DisplayErrorContext(e))),
+    };
+    arn.ok_or_else(|| format!("moto gave the secret {name} no ARN"))
 }
 
 #[cfg(test)]
