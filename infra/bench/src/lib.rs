@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmark tools: order statistics, and a stage of loopback stand-ins (DynamoDB Local
-//! for the tables, moto for the bucket and the secrets) that a deployed function can be pointed at.
+//! for the tables, moto for the bucket and the secrets) that a deployed function can be pointed at; [`invoke`]
+//! builds such a stage from template.yaml for one function (infra/scripts/invoke.sh).
 
 use std::collections::BTreeMap;
 
@@ -201,6 +202,7 @@ mod tests {
 }
 
 pub mod iam;
+pub mod invoke;
 
 pub mod proxy {
     //! A counting proxy for AWS calls: the SDK clients are pointed at it instead of DynamoDB Local or moto,
