@@ -38,7 +38,7 @@ run() {
   local name="$1"; shift
   local port; port=$(free_port)
   local base="http://127.0.0.1:$port"
-  env "$@" PORT="$port" target/debug/local-api >"$state/schemathesis-$name.log" 2>&1 &
+  env "$@" PORT="$port" "${CARGO_TARGET_DIR:-$root/target}/debug/local-api" >"$state/schemathesis-$name.log" 2>&1 &
   pid=$!
   # Waits for the API, then signs a user in (send-code, the local outbox, verify-code): the access token.
   local token
