@@ -176,6 +176,7 @@ fn new_user(p: &PhoneNumber, grant: u64) -> NewUser {
         created_at: NOW,
         starter_grant: (grant > 0)
             .then(|| LedgerEntry::new(LedgerKind::Grant, grant as i64, grant, "starter-grant", NOW)),
+        number_key: Some(format!("mark-of-{}", p.e164())),
     }
 }
 

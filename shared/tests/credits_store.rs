@@ -32,7 +32,13 @@ fn unique_phone() -> PhoneNumber {
 async fn user(store: &Arc<dyn Store>) -> UserId {
     let id = UserId::new();
     let grant = LedgerEntry::new(LedgerKind::Grant, 3, 3, "starter-grant", NOW);
-    let new = NewUser { id: id.clone(), phone: unique_phone(), created_at: NOW, starter_grant: Some(grant) };
+    let new = NewUser {
+        id: id.clone(),
+        phone: unique_phone(),
+        created_at: NOW,
+        starter_grant: Some(grant),
+        number_key: None,
+    };
     store.create_user(&new).await.unwrap();
     id
 }

@@ -122,7 +122,13 @@ impl World {
         let id = UserId::new();
         let now = self.h.clock_now();
         let grant = LedgerEntry::new(LedgerKind::Grant, credits as i64, credits, "starter-grant", now);
-        let new = NewUser { id: id.clone(), phone: unique_phone(), created_at: now, starter_grant: Some(grant) };
+        let new = NewUser {
+            id: id.clone(),
+            phone: unique_phone(),
+            created_at: now,
+            starter_grant: Some(grant),
+            number_key: None,
+        };
         self.store.create_user(&new).await.unwrap();
         id
     }

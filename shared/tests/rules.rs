@@ -65,7 +65,10 @@ async fn user(store: &Arc<dyn Store>) -> UserId {
     let id = UserId::new();
     let grant = LedgerEntry::new(LedgerKind::Grant, 1_000_000, 1_000_000, "starter-grant", T0);
     let phone = PhoneNumber::parse(&format!("+1415666{n:04}"), None).unwrap();
-    store.create_user(&NewUser { id: id.clone(), phone, created_at: T0, starter_grant: Some(grant) }).await.unwrap();
+    store
+        .create_user(&NewUser { id: id.clone(), phone, created_at: T0, starter_grant: Some(grant), number_key: None })
+        .await
+        .unwrap();
     id
 }
 

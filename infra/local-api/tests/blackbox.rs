@@ -284,6 +284,7 @@ async fn every_documented_status_of_every_operation_is_answered() {
         phone: facemake::domain::PhoneNumber::parse(phone, None).unwrap(),
         created_at: now,
         starter_grant: None,
+        number_key: None,
     };
     store.create_user(&new).await.unwrap();
     store.mark_deleted(&doomed, now).await.unwrap();

@@ -33,7 +33,7 @@ pub fn keys_from_masters(current: &[u8], others: &[&[u8]]) -> Arc<AppKeys> {
         })
         .collect();
     let derived = |label: &str| masters.iter().map(|m| SecretSlice::from(derive_key(m, label).to_vec())).collect();
-    Arc::new(AppKeys { access, otp: derived("otp-code"), cursor: derived("cursor") })
+    Arc::new(AppKeys { access, otp: derived("otp-code"), cursor: derived("cursor"), number: derived("number-mark") })
 }
 
 /// Fixed keys (local API and tests).
@@ -42,6 +42,11 @@ pub struct StaticKeys(Arc<AppKeys>);
 impl StaticKeys {
     pub fn new(master: &[u8]) -> Self {
         Self(keys_from_master(master, None))
+    }
+
+    /// These keys (e.g. a rotation's, from [`keys_from_masters`]).
+    pub fn with(keys: Arc<AppKeys>) -> Self {
+        Self(keys)
     }
 }
 

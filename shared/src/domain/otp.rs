@@ -139,6 +139,42 @@ impl OtpRecord {
 
 const DAY: i64 = 24 * 3600;
 
+/// What is kept about a phone number once its account is deleted, under a keyed hash of the number (never the
+/// number, nor the account): that the number has had its starter grant (the mark exists), and the send history
+/// the resend cooldown and the daily cap count, so deleting the account and signing up again neither earns a
+/// new grant nor resets the limits. docs/architecture.md, "Deleting an account is not a way to new credits",
+/// says why a keyed hash of the number is kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NumberMark {
+    #[serde(default)]
+    pub last_sent_at: UnixTime,
+    #[serde(default)]
+    pub sent_at: Vec<UnixTime>,
+    /// When it may be forgotten: [`NumberMark::RETENTION_SECS`] after the deletion.
+    pub expires_at: UnixTime,
+}
+
+impl NumberMark {
+    /// How long a deleted account's number is remembered: a year, so the delete-and-sign-up-again loop gets
+    /// one starter grant a year per number instead of one per minute.
+    pub const RETENTION_SECS: i64 = 365 * DAY;
+
+    /// The mark an account deleted at `now` leaves, carrying the send history of its code record (if any).
+    pub fn at_deletion(record: Option<&OtpRecord>, now: UnixTime) -> Self {
+        Self {
+            last_sent_at: record.map_or(0, |r| r.last_sent_at),
+            sent_at: record.map_or_else(Vec::new, |r| r.recent_sends(now)),
+            expires_at: now + Self::RETENTION_SECS,
+        }
+    }
+
+    /// The code record a number with no record of its own starts from: no live code, the mark's history.
+    pub fn seed(&self, phone: &str) -> OtpRecord {
+        OtpRecord { last_sent_at: self.last_sent_at, sent_at: self.sent_at.clone(), ..OtpRecord::empty(phone) }
+    }
+}
+
 /// Why a code cannot be tried (see [`OtpRecord::refusal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtpRefusal {

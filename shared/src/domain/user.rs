@@ -10,6 +10,9 @@ pub struct UserAccount {
     pub created_at: UnixTime,
     /// Refresh-token families created at or before this instant are revoked ("sign out everywhere").
     pub sessions_revoked_at: Option<UnixTime>,
+    /// The keyed hash of the number its deletion leaves a mark under (`NumberMark`); `None` for an account
+    /// created before marks were kept.
+    pub number_key: Option<String>,
 }
 
 /// A display name: trimmed, 1–50 characters, no control characters.

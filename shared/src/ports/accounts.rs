@@ -12,6 +12,8 @@ pub struct NewUser {
     pub phone: PhoneNumber,
     pub created_at: UnixTime,
     pub starter_grant: Option<LedgerEntry>,
+    /// The keyed hash of the number (current app key) that the account's deletion leaves its mark under.
+    pub number_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{PortError, Written};
-use crate::domain::{OtpRecord, OtpRefusal, PhoneNumber, UnixTime};
+use crate::domain::{NumberMark, OtpRecord, OtpRefusal, PhoneNumber, UnixTime};
 
 /// What happened to an attempt to use a one-time code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,10 @@ pub trait OtpStore: Send + Sync {
     ) -> Result<AttemptOutcome, PortError>;
     /// Marks code `code_id` used if it is still the live, unused code.
     async fn consume(&self, phone: &PhoneNumber, code_id: &str) -> Result<Written, PortError>;
+    /// The mark a deleted account left on its number, under any of `number_keys` (the keyed hashes of the
+    /// number under each app key, the current first), if one is still kept. Written by
+    /// `AccountEraser::erase_identity`.
+    async fn number_mark(&self, number_keys: &[String]) -> Result<Option<NumberMark>, PortError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,22 @@ pub trait AccountEraser: Send + Sync {
     /// leads back to no one) and re-keys the user's App Store purchases to it, so accounting keeps every
     /// entry and a refund of an old purchase still applies once; deletes the balance.
     async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError>;
-    /// The one-time code record and the phone index of `phone` (E.164; if they still point at this user), then the
-    /// profile: the last step, since it is what finds the phone number on a re-run.
-    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError>;
+    /// The one-time code record and the phone index of the number (if they still point at this user), leaving
+    /// in their place the number's mark under its keyed hash (`NumberMark::at_deletion`: the code record's
+    /// send history, kept `NumberMark::RETENTION_SECS`), then the profile: the last step, since it is what
+    /// finds the phone number on a re-run. No mark without a `number_key` (an account older than marks).
+    async fn erase_identity(
+        &self,
+        user: &UserId,
+        identity: Option<Identity<'_>>,
+        now: UnixTime,
+    ) -> Result<(), PortError>;
+}
+
+/// The number of an account being erased, as its profile names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// E.164.
+    pub phone: &'a str,
+    pub number_key: Option<&'a str>,
 }

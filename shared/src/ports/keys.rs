@@ -19,6 +19,10 @@ pub struct AppKeys {
     /// Keys of the MAC on pagination cursors, the current one first (a cursor issued before a key rotation
     /// stays good).
     pub cursor: Vec<SecretSlice<u8>>,
+    /// Keys of the HMAC a phone number's mark is kept under after its account is deleted (`NumberMark`), the
+    /// current one first (a mark written before a rotation is still found; once its key is retired, so is
+    /// the mark).
+    pub number: Vec<SecretSlice<u8>>,
 }
 
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use crate::domain::{object_keys, DisplayName, UserAccount, UserId};
-use crate::ports::{AccountEraser, AccountStore, Clock, ObjectStore, PortError};
+use crate::ports::{AccountEraser, AccountStore, Clock, Identity, ObjectStore, PortError};
 
 /// The signed-in user's own account.
 pub struct Account {
@@ -37,7 +37,8 @@ impl Account {
     /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so
     /// its access tokens change nothing more, then erases sessions, favourites, generations, every image under
     /// the user's prefixes, moves the credits ledger to an anonymous id (kept for accounting), and finally the
-    /// phone number, its code record and the profile. Every step is idempotent: a deletion interrupted
+    /// phone number, its code record and the profile, leaving the number's mark (`NumberMark`: no new starter
+    /// grant, the same send limits, for a year) under a keyed hash of it. Every step is idempotent: a deletion interrupted
     /// half-way (an error, a timeout) is finished by running it again.
     pub async fn delete(&self, user: &UserId) -> Result<Erased, PortError> {
         let now = self.clock.now();
@@ -54,7 +55,8 @@ impl Account {
             erased.objects += self.objects.delete_prefix(&prefix).await?;
         }
         self.eraser.anonymise_credits(user, &user.anonymised(), now).await?;
-        self.eraser.erase_identity(user, profile.as_ref().map(|p| p.phone.as_str())).await?;
+        let identity = profile.as_ref().map(|p| Identity { phone: &p.phone, number_key: p.number_key.as_deref() });
+        self.eraser.erase_identity(user, identity, now).await?;
         self.accounts.deletion_finished(user, now).await?;
         tracing::info!(
             sessions = erased.sessions,

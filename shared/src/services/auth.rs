@@ -58,18 +58,28 @@ impl SendCode {
         }
         let now = self.clock.now();
         let ip_key = format!("send-code:ip:{}", source_ip.unwrap_or("unknown"));
-        // Independent reads and the IP counter go out together: one round trip, not three.
-        let (ip, current, keys) = tokio::join!(
+        // Independent reads and the IP counter go out together: one round trip, not three (the mark's read
+        // needs the keys, cached after a container's first request).
+        let keys_and_mark = async {
+            let keys = self.keys.keys().await?;
+            let mark = self.otp.number_mark(&number_keys(&keys, phone)).await?;
+            Ok::<_, PortError>((keys, mark))
+        };
+        let (ip, current, keys_and_mark) = tokio::join!(
             self.limiter.hit(&ip_key, HOUR, p.ip_limit_per_hour, now),
             self.otp.load(phone),
-            self.keys.keys(),
+            keys_and_mark,
         );
         if let RateDecision::Limited { retry_after_secs } = ip? {
             tracing::warn!(phone = %phone.masked(), "send-code refused: source IP over its hourly cap");
             return Err(SendCodeError::RateLimited { retry_after_secs });
         }
-        let keys = keys?;
-        let previous = current?.unwrap_or_else(|| OtpRecord::empty(phone.e164()));
+        // A number whose account was deleted starts from the history its mark kept, not from zero.
+        let (current, (keys, mark)) = (current?, keys_and_mark?);
+        let previous = current.unwrap_or_else(|| match mark {
+            Some(mark) => mark.seed(phone.e164()),
+            None => OtpRecord::empty(phone.e164()),
+        });
 
         let sent_at = match previous.next_send(p.resend_cooldown_secs, p.max_codes_per_day, now) {
             Ok(sent_at) => sent_at,
@@ -146,6 +156,12 @@ fn sms_text(code: &OtpCode, ttl_secs: i64) -> String {
 pub fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> Result<String, PortError> {
     let key = keys.otp.first().ok_or_else(|| PortError::internal("app secret", "no code key"))?;
     Ok(crypto::hmac_b64(key.expose_secret(), &[phone.e164(), code_id, code.digits()]))
+}
+
+/// The keyed hashes of `phone` a deleted account's mark may be under, one per app key, the current first
+/// (the first is what a new account stores for its own deletion).
+pub fn number_keys(keys: &AppKeys, phone: &PhoneNumber) -> Vec<String> {
+    keys.number.iter().map(|key| crypto::hmac_b64(key.expose_secret(), &["number-mark", phone.e164()])).collect()
 }
 
 /// Whether `code` is the one stored as `stored`, under any of the code keys (constant-time per key).
@@ -277,7 +293,14 @@ impl SignIn {
             tracing::info!(phone = %phone.masked(), attempts = record.attempts, "wrong sign-in code");
             return Err(SignInError::InvalidCode { attempts_left: max.saturating_sub(record.attempts) });
         }
-        let (consumed, existing) = tokio::join!(self.otp.consume(phone, code_id), self.accounts.find_by_phone(phone));
+        // The number's mark (a deleted account's) is read beside: a first sign-in needs it, and reading it here
+        // costs a returning user no round trip.
+        let number_keys = number_keys(&keys, phone);
+        let (consumed, existing, mark) = tokio::join!(
+            self.otp.consume(phone, code_id),
+            self.accounts.find_by_phone(phone),
+            self.otp.number_mark(&number_keys)
+        );
         if consumed? == Written::Conflict {
             // Used by a concurrent request, or replaced by a newer code since the attempt: tell which.
             let current = self.otp.load(phone).await?;
@@ -301,7 +324,8 @@ impl SignIn {
                 (user?, false, refresh_token)
             }
             None => {
-                let (user, is_new_user) = self.create_user(phone, now).await?;
+                let had_grant = mark?.is_some();
+                let (user, is_new_user) = self.create_user(phone, number_keys, had_grant, now).await?;
                 let (refresh_token, record) = self.new_family(&user.id, now)?;
                 self.sessions.create_session(&record).await?;
                 (user, is_new_user, refresh_token)
@@ -319,14 +343,26 @@ impl SignIn {
             .ok_or_else(|| PortError::internal("accounts", "phone index points at a missing user"))
     }
 
-    async fn create_user(&self, phone: &PhoneNumber, now: UnixTime) -> Result<(UserAccount, bool), PortError> {
+    /// Creates the account of a first sign-in: with the starter grant, unless the number had it already (a
+    /// deleted account left its mark), in which case it starts at 0 credits with no grant entry.
+    async fn create_user(
+        &self,
+        phone: &PhoneNumber,
+        number_keys: Vec<String>,
+        had_grant: bool,
+        now: UnixTime,
+    ) -> Result<(UserAccount, bool), PortError> {
         let starter = self.policy.starter_credits;
+        if had_grant && starter > 0 {
+            tracing::info!(phone = %phone.masked(), "a deleted account's number signs up again: no starter grant");
+        }
         let user = NewUser {
             id: UserId::new(),
             phone: phone.clone(),
             created_at: now,
-            starter_grant: (starter > 0)
+            starter_grant: (starter > 0 && !had_grant)
                 .then(|| LedgerEntry::new(LedgerKind::Grant, starter as i64, starter, "starter-grant", now)),
+            number_key: number_keys.into_iter().next(),
         };
         match self.accounts.create_user(&user).await? {
             CreateOutcome::Created(account) => Ok((account, true)),

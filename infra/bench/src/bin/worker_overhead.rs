@@ -62,7 +62,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let credits = args.jobs as u64 + 1;
     let grant = LedgerEntry::new(LedgerKind::Grant, credits as i64, credits, "bench", now);
     let phone = PhoneNumber::parse("+14155550999", None)?;
-    deps.store.create_user(&NewUser { id: user.clone(), phone, created_at: now, starter_grant: Some(grant) }).await?;
+    deps.store
+        .create_user(&NewUser {
+            id: user.clone(),
+            phone,
+            created_at: now,
+            starter_grant: Some(grant),
+            number_key: None,
+        })
+        .await?;
     let photo = testkit::camera_photo(4000, 3000);
     let objects = deps.objects();
     let template = TemplateId::parse("neon-noir")?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use facemake::adapters::memory::MemoryOutbox;
 use facemake::adapters::providers::local::LocalRenderer;
+use facemake::config::AuthPolicy;
 use facemake::ports::SystemClock;
 use facemake::services::generation::{Providers, RetryPolicy};
 use facemake::wiring::Store;
@@ -35,11 +36,16 @@ impl Api {
 
     /// The local API over `store`, rendering with `providers`.
     pub async fn start_with(store: Arc<dyn Store>, providers: Providers) -> Self {
+        Self::start_with_policy(store, providers, testkit::policy()).await
+    }
+
+    /// The local API over `store` with sign-in policy `policy` (e.g. no resend cooldown, for a journey that
+    /// signs one number in several times).
+    pub async fn start_with_policy(store: Arc<dyn Store>, providers: Providers, policy: AuthPolicy) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let retry =
             RetryPolicy { max_attempts: 2, first_delay: std::time::Duration::from_millis(10), ..Default::default() };
-        let policy = testkit::policy();
         let api = LocalApi::with_providers(
             store,
             MemoryOutbox::new(),

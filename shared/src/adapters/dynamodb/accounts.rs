@@ -33,6 +33,8 @@ struct ProfileItem {
     created_at: UnixTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sessions_revoked_at: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    number_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +77,7 @@ fn account(profile: ProfileItem, balance: Option<BalanceItem>) -> UserAccount {
         credits: balance.map_or(0, |b| b.balance),
         created_at: profile.created_at,
         sessions_revoked_at: profile.sessions_revoked_at,
+        number_key: profile.number_key,
     }
 }
 
@@ -160,6 +163,7 @@ impl AccountStore for DynamoStore {
             display_name: None,
             created_at: user.created_at,
             sessions_revoked_at: None,
+            number_key: user.number_key.clone(),
         };
         let phone = PhoneItem { pk: phone_pk(user.phone.e164()), sk: PHONE.to_owned(), user_id: user.id.clone() };
         let balance_item =

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
-use crate::domain::{OtpRecord, PhoneNumber, UnixTime};
+use crate::domain::{NumberMark, OtpRecord, PhoneNumber, UnixTime};
 use crate::ports::{AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
 pub(super) const OTP_SK: &str = "OTP";
@@ -16,13 +16,35 @@ pub(super) fn otp_pk(e164: &str) -> String {
     format!("PHONE#{e164}")
 }
 
+pub(super) const MARK_SK: &str = "MARK";
+
+/// A deleted account's number, by its keyed hash (`NumberMark`).
+pub(super) fn mark_pk(number_key: &str) -> String {
+    format!("MARK#{number_key}")
+}
+
 #[derive(Serialize, Deserialize)]
-struct OtpItem {
+pub(super) struct MarkItem {
+    pub pk: String,
+    pub sk: String,
+    pub ttl: UnixTime,
+    #[serde(flatten)]
+    pub mark: NumberMark,
+}
+
+impl MarkItem {
+    pub fn new(number_key: &str, mark: NumberMark) -> Self {
+        Self { pk: mark_pk(number_key), sk: MARK_SK.to_owned(), ttl: mark.expires_at, mark }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct OtpItem {
     pk: String,
     sk: String,
     ttl: UnixTime,
     #[serde(flatten)]
-    record: OtpRecord,
+    pub record: OtpRecord,
 }
 
 #[async_trait]
@@ -124,6 +146,24 @@ impl OtpStore for DynamoStore {
             }
             Err(e) => Err(sdk_error("codes", e)),
         }
+    }
+
+    async fn number_mark(&self, number_keys: &[String]) -> Result<Option<NumberMark>, PortError> {
+        // One read per app key, together (one key but during a rotation); the current key's mark wins.
+        let reads = number_keys.iter().map(|number_key| async move {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.tables.codes)
+                .set_key(Some(key(mark_pk(number_key), MARK_SK)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_error("codes", e))?;
+            out.item.map(|item| from_item::<MarkItem>("codes", item).map(|i| i.mark)).transpose()
+        });
+        let marks = futures_util::future::try_join_all(reads).await?;
+        Ok(marks.into_iter().flatten().next())
     }
 }
 

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::accounts::{phone_pk, user_pk, LedgerItem, PHONE, PROFILE};
-use super::codes::{otp_pk, OTP_SK};
-use super::{key, s, sdk_error, to_item, DynamoStore, Item};
-use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
-use crate::ports::{AccountEraser, LedgerReader, PortError};
+use super::codes::{otp_pk, MarkItem, OtpItem, OTP_SK};
+use super::{from_item, key, s, sdk_error, to_item, DynamoStore, Item};
+use crate::domain::{LedgerEntry, LedgerKind, NumberMark, UnixTime, UserId};
+use crate::ports::{AccountEraser, Identity, LedgerReader, PortError};
 
 /// Ledger entries moved per transaction (two actions each; a transaction takes at most 100).
 const MOVE_CHUNK: usize = 50;
@@ -158,11 +158,40 @@ impl AccountEraser for DynamoStore {
         }
     }
 
-    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+    async fn erase_identity(
+        &self,
+        user: &UserId,
+        identity: Option<Identity<'_>>,
+        now: UnixTime,
+    ) -> Result<(), PortError> {
         // One transaction: the number's code record and index go only while the index is this user's (or gone,
-        // on a re-run), and the profile with them, so no run can leave a profile nothing leads to.
+        // on a re-run), with the number's mark put in their place and the profile deleted, so no run can leave
+        // a profile nothing leads to, nor a number without its mark.
         let mut items = Vec::new();
-        if let Some(e164) = phone {
+        if let Some(Identity { phone: e164, number_key }) = identity {
+            if let Some(number_key) = number_key {
+                // The code record's send history goes into the mark (read first: a code sent in between is
+                // one send the mark misses, not a write lost).
+                let record = self
+                    .client
+                    .get_item()
+                    .table_name(&self.tables.codes)
+                    .set_key(Some(key(otp_pk(e164), OTP_SK)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("codes", e))?
+                    .item
+                    .map(|item| from_item::<OtpItem>("codes", item).map(|i| i.record))
+                    .transpose()?;
+                let mark = MarkItem::new(number_key, NumberMark::at_deletion(record.as_ref(), now));
+                let put = Put::builder()
+                    .table_name(&self.tables.codes)
+                    .set_item(Some(to_item("codes", &mark)?))
+                    .build()
+                    .map_err(|e| PortError::internal("erasure", e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
             let otp = Delete::builder()
                 .table_name(&self.tables.codes)
                 .set_key(Some(key(otp_pk(e164), OTP_SK)))

@@ -29,6 +29,7 @@ impl AccountStore for MemoryStore {
             credits: user.starter_grant.as_ref().map_or(0, |g| g.balance_after),
             created_at: user.created_at,
             sessions_revoked_at: None,
+            number_key: user.number_key.clone(),
         };
         inner.phones.insert(user.phone.e164().to_owned(), user.id.clone());
         inner.users.insert(user.id.clone(), account.clone());

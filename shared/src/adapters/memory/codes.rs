@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{OtpRecord, PhoneNumber, UnixTime};
+use crate::domain::{NumberMark, OtpRecord, PhoneNumber, UnixTime};
 use crate::ports::{AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
 use super::MemoryStore;
@@ -49,6 +49,11 @@ impl OtpStore for MemoryStore {
             }
             _ => Ok(Written::Conflict),
         }
+    }
+
+    async fn number_mark(&self, number_keys: &[String]) -> Result<Option<NumberMark>, PortError> {
+        let inner = self.lock();
+        Ok(number_keys.iter().find_map(|k| inner.marks.get(k)).cloned())
     }
 }
 

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
-use crate::ports::{AccountEraser, PortError};
+use crate::domain::{LedgerEntry, LedgerKind, NumberMark, UnixTime, UserId};
+use crate::ports::{AccountEraser, Identity, PortError};
 
 use super::MemoryStore;
 
@@ -51,13 +51,21 @@ impl AccountEraser for MemoryStore {
         Ok(())
     }
 
-    async fn erase_identity(&self, user: &UserId, phone: Option<&str>) -> Result<(), PortError> {
+    async fn erase_identity(
+        &self,
+        user: &UserId,
+        identity: Option<Identity<'_>>,
+        now: UnixTime,
+    ) -> Result<(), PortError> {
         let mut inner = self.lock();
-        if let Some(e164) = phone {
+        if let Some(Identity { phone, number_key }) = identity {
             // Only while the number is still this user's (or nobody's): a new account's code record stays.
-            if inner.phones.get(e164).is_none_or(|owner| owner == user) {
-                inner.phones.remove(e164);
-                inner.otp.remove(e164);
+            if inner.phones.get(phone).is_none_or(|owner| owner == user) {
+                inner.phones.remove(phone);
+                let record = inner.otp.remove(phone);
+                if let Some(key) = number_key {
+                    inner.marks.insert(key.to_owned(), NumberMark::at_deletion(record.as_ref(), now));
+                }
             }
         }
         inner.users.remove(user);

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{
-    Category, Generation, LedgerEntry, OtpRecord, Template, TemplateId, UnixTime, UserAccount, UserId,
+    Category, Generation, LedgerEntry, NumberMark, OtpRecord, Template, TemplateId, UnixTime, UserAccount, UserId,
 };
 use crate::ports::{IdempotencyRecord, RefreshRecord};
 
@@ -38,6 +38,8 @@ struct Inner {
     /// Tombstones of deleted accounts, by a hash of the id; the id only while the deletion is unfinished.
     deleted: HashMap<String, (UnixTime, Option<UserId>)>,
     otp: HashMap<String, OtpRecord>,
+    /// Deleted accounts' numbers, by keyed hash (no expiry here: the tests run shorter than a year).
+    marks: HashMap<String, NumberMark>,
     rate: HashMap<(String, i64), u32>,
     users: HashMap<UserId, UserAccount>,
     phones: HashMap<String, UserId>,

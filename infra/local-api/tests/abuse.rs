@@ -1,0 +1,77 @@
+//! Black-box: what an attacker with one phone and a script tries, over HTTP, on the in-memory store and on
+//! DynamoDB Local (issue 13). Deleting the account and signing up again earns no new starter grant and
+//! resets no send limit.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Api;
+use facemake::adapters::memory::MemoryStore;
+use facemake::adapters::providers::local::LocalRenderer;
+use facemake::config::AuthPolicy;
+use facemake::services::generation::Providers;
+use facemake::wiring::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn delete_me(api: &Api, token: &str) {
+    let (status, body) = api.call(Method::DELETE, "/v1/me", None, Some(token)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+}
+
+async fn starter_grant_farming_earns_nothing(store: Arc<dyn Store>, phone: &str) {
+    // No resend cooldown, so one test can sign the number in three times; the daily cap (5) still counts.
+    let policy = AuthPolicy { resend_cooldown_secs: 0, ..testkit::policy() };
+    let api = Api::start_with_policy(store, Providers::all(Arc::new(LocalRenderer)), policy).await;
+
+    let first = api.sign_in(phone).await;
+    assert_eq!(api.get("/v1/credits", Some(&first)).await.1["balance"], 3, "the first account's starter grant");
+    delete_me(&api, &first).await;
+
+    let second = api.sign_in(phone).await;
+    let (status, credits) = api.get("/v1/credits", Some(&second)).await;
+    assert_eq!((status, credits["balance"].clone()), (StatusCode::OK, json!(0)), "no second grant: {credits}");
+    let (_, history) = api.get("/v1/credits/history", Some(&second)).await;
+    assert_eq!(history["items"], json!([]), "and no grant entry in the ledger: {history}");
+    delete_me(&api, &second).await;
+
+    // The daily cap runs across the deletions: codes 3, 4 and 5 go out, the sixth is refused.
+    for _ in 0..3 {
+        let (status, body) = api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")));
+}
+
+async fn the_cooldown_survives_the_deletion(store: Arc<dyn Store>, phone: &str) {
+    let api = Api::start(store).await;
+    let token = api.sign_in(phone).await;
+    delete_me(&api, &token).await;
+    let response =
+        api.http.post(format!("{}/v1/auth/send-code", api.base)).json(&json!({"phone": phone})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the 60 s cooldown did not restart at zero");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starter_grant_farming_earns_nothing_on_the_in_memory_store() {
+    starter_grant_farming_earns_nothing(Arc::new(MemoryStore::new()), "+14155550190").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starter_grant_farming_earns_nothing_on_dynamodb_local() {
+    starter_grant_farming_earns_nothing(Arc::new(testkit::dynamodb_store().await), "+14155550190").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooldown_survives_the_deletion_on_the_in_memory_store() {
+    the_cooldown_survives_the_deletion(Arc::new(MemoryStore::new()), "+14155550191").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooldown_survives_the_deletion_on_dynamodb_local() {
+    the_cooldown_survives_the_deletion(Arc::new(testkit::dynamodb_store().await), "+14155550191").await;
+}
