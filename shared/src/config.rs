@@ -58,7 +58,11 @@ pub struct AuthPolicy {
     pub allowed_countries: CountryAllowlist,
     pub code_ttl_secs: i64,
     pub resend_cooldown_secs: i64,
+    /// Codes a number receives per 24 h, from all sources: the bound on texts to one phone.
     pub max_codes_per_day: usize,
+    /// Codes one source address may have sent to one number per 24 h: below `max_codes_per_day`, so that one
+    /// source cannot use a number's allowance up and lock its owner out (docs/architecture.md).
+    pub max_codes_per_source_per_day: usize,
     pub max_attempts: u32,
     pub ip_limit_per_hour: u32,
     /// verify-code requests per source IP per hour (stops one client burning other people's attempts).
@@ -76,7 +80,8 @@ impl Default for AuthPolicy {
             allowed_countries: CountryAllowlist::any(),
             code_ttl_secs: 300,
             resend_cooldown_secs: 60,
-            max_codes_per_day: 5,
+            max_codes_per_day: 10,
+            max_codes_per_source_per_day: 3,
             max_attempts: 5,
             ip_limit_per_hour: 20,
             verify_ip_limit_per_hour: 60,
@@ -421,6 +426,7 @@ impl AuthPolicy {
             code_ttl_secs: number(env, "CODE_TTL_SECONDS", d.code_ttl_secs)?,
             resend_cooldown_secs: number(env, "RESEND_COOLDOWN_SECONDS", d.resend_cooldown_secs)?,
             max_codes_per_day: number(env, "MAX_CODES_PER_DAY", d.max_codes_per_day)?,
+            max_codes_per_source_per_day: number(env, "MAX_CODES_PER_SOURCE_PER_DAY", d.max_codes_per_source_per_day)?,
             max_attempts: number(env, "MAX_CODE_ATTEMPTS", d.max_attempts)?,
             ip_limit_per_hour: number(env, "SEND_CODE_IP_LIMIT_PER_HOUR", d.ip_limit_per_hour)?,
             verify_ip_limit_per_hour: number(env, "VERIFY_CODE_IP_LIMIT_PER_HOUR", d.verify_ip_limit_per_hour)?,

@@ -83,30 +83,35 @@ async fn a_deleted_accounts_number_signs_up_again_without_the_starter_grant(h: H
 
 async fn deleting_the_account_keeps_the_cooldown_and_the_daily_cap(h: Harness) {
     let p = unique_phone();
-    let send = |h: &Harness| {
+    let send = |h: &Harness, ip: String| {
         let s = h.deps.send_code();
         let p = p.clone();
-        async move { s.send(&p, Some("198.51.100.8")).await }
+        async move { s.send(&p, Some(&ip)).await }
     };
+    let retry_of = |r: Result<_, SendCodeError>| match r {
+        Err(SendCodeError::RateLimited { retry_after_secs }) => retry_after_secs,
+        other => panic!("the deletion reset a limit: {other:?}"),
+    };
+    // Signed in from 198.51.100.7 (the first code, at t = 0).
     let first = sign_in(&h, &p).await;
     h.clock.advance(10);
     h.deps.account().delete(&first.user.id).await.unwrap();
     // The resend cooldown runs on from the code sent before the deletion...
-    match send(&h).await {
-        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 50),
-        other => panic!("the cooldown was reset by the deletion: {other:?}"),
-    }
-    // ... and the daily cap counts that code: four more today, not five.
-    for _ in 0..4 {
+    assert_eq!(retry_of(send(&h, "198.51.100.7".into()).await), 50);
+    // ... that source's cap counts it: two more from it today, not three...
+    for _ in 0..2 {
         h.clock.advance(60);
-        send(&h).await.unwrap();
+        send(&h, "198.51.100.7".into()).await.unwrap();
     }
     h.clock.advance(60);
-    match send(&h).await {
-        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 86_400 - 310),
-        other => panic!("the daily cap was reset by the deletion: {other:?}"),
+    assert_eq!(retry_of(send(&h, "198.51.100.7".into()).await), 86_400 - 190);
+    // ... and so does the number's: seven more from elsewhere (ten in all), then none.
+    for i in 0..7 {
+        send(&h, format!("203.0.113.{i}")).await.unwrap();
+        h.clock.advance(60);
     }
-    assert_eq!(h.outbox.messages_to(p.e164()).len(), 5);
+    assert_eq!(retry_of(send(&h, "203.0.113.99".into()).await), 86_400 - 610);
+    assert_eq!(h.outbox.messages_to(p.e164()).len(), 10);
 }
 
 async fn the_mark_is_a_keyed_hash_kept_a_year(h: Harness) {

@@ -188,29 +188,62 @@ async fn logout_revokes_one_family_or_all_of_them(h: Harness) {
     assert!(auth.refresh(&c.refresh_token).await.is_ok(), "a new sign-in after logout-all works");
 }
 
+async fn send_from(h: &Harness, p: &PhoneNumber, ip: &str) -> Result<(), SendCodeError> {
+    h.deps.send_code().send(p, Some(ip)).await.map(|_| ())
+}
+
+fn retry_after(result: Result<(), SendCodeError>) -> u64 {
+    match result {
+        Err(SendCodeError::RateLimited { retry_after_secs }) => retry_after_secs,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn cooldown_then_daily_cap_with_retry_after() {
     let h = Harness::in_memory();
     let p = phone("+14155550100");
-    send(&h, &p).await.unwrap();
+    // The cooldown is the number's, whoever asks.
+    send_from(&h, &p, "198.51.100.1").await.unwrap();
     h.clock.advance(10);
-    match send(&h, &p).await {
-        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 50),
-        other => panic!("{other:?}"),
-    }
-    for _ in 0..4 {
+    assert_eq!(retry_after(send_from(&h, &p, "198.51.100.2").await), 50);
+    for i in 0..9 {
         h.clock.advance(60);
-        send(&h, &p).await.unwrap();
+        send_from(&h, &p, &format!("198.51.100.{}", 10 + i)).await.unwrap();
     }
     h.clock.advance(60);
-    // Five sent in the last 24 h: the sixth waits until the first leaves the window.
-    match send(&h, &p).await {
-        Err(SendCodeError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 86_400 - 310),
-        other => panic!("{other:?}"),
+    // Ten sent in the last 24 h, from ten addresses: the eleventh waits until the first leaves the window.
+    assert_eq!(retry_after(send_from(&h, &p, "198.51.100.99").await), 86_400 - 610);
+    h.clock.advance(86_400 - 610);
+    send_from(&h, &p, "198.51.100.99").await.unwrap();
+    assert_eq!(h.outbox.messages_to(p.e164()).len(), 11);
+}
+
+#[tokio::test]
+async fn one_source_cannot_lock_a_number_out() {
+    let h = Harness::in_memory();
+    let victim = phone("+14155550109");
+    // The attacker's address asks for the victim's number until refused: three codes a day, not ten.
+    for _ in 0..3 {
+        send_from(&h, &victim, "203.0.113.66").await.unwrap();
+        h.clock.advance(60);
     }
-    h.clock.advance(86_400 - 310);
-    send(&h, &p).await.unwrap();
-    assert_eq!(h.outbox.messages_to(p.e164()).len(), 6);
+    assert_eq!(retry_after(send_from(&h, &victim, "203.0.113.66").await), 86_400 - 180);
+    // Every address of an IPv6 /64 (one subscriber's network) is one source.
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::1"] {
+        send_from(&h, &victim, host).await.unwrap();
+        h.clock.advance(60);
+    }
+    assert_eq!(
+        retry_after(send_from(&h, &victim, "2001:db8:1:2:aaaa::7").await),
+        86_400 - 180,
+        "the /64 had its three"
+    );
+    // The owner, from another address, still gets a code and signs in.
+    send_from(&h, &victim, "198.51.100.200").await.unwrap();
+    let code = OtpCode::parse(&h.last_code(victim.e164()).unwrap()).unwrap();
+    assert!(h.deps.sign_in().verify(&victim, &code, Some("198.51.100.200")).await.is_ok());
+    assert_eq!(h.outbox.messages_to(victim.e164()).len(), 7, "and the texts to the number stay bounded");
 }
 
 #[tokio::test]

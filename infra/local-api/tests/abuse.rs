@@ -1,6 +1,6 @@
 //! Black-box: what an attacker with one phone and a script tries, over HTTP, on the in-memory store and on
 //! DynamoDB Local (issue 13). Deleting the account and signing up again earns no new starter grant and
-//! resets no send limit.
+//! resets no send limit; one address cannot use up a stranger's number.
 
 mod common;
 
@@ -15,14 +15,44 @@ use facemake::wiring::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+/// The same local API, called from another loopback address (the local API takes the TCP peer as the source
+/// IP, as API Gateway takes the client's).
+fn from_address(api: &Api, ip: &str) -> Api {
+    let http = reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().ok()).build().unwrap();
+    Api { base: api.base.clone(), http, observed: api.observed.clone() }
+}
+
+async fn one_address_cannot_lock_a_number_out(store: Arc<dyn Store>, victim: &str) {
+    let policy = AuthPolicy { resend_cooldown_secs: 0, ..testkit::policy() };
+    let api = Api::start_with_policy(store, Providers::all(Arc::new(LocalRenderer)), policy).await;
+    let attacker = from_address(&api, "127.0.0.66");
+    for _ in 0..3 {
+        let (status, body) = attacker.post("/v1/auth/send-code", json!({"phone": victim}), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = attacker.post("/v1/auth/send-code", json!({"phone": victim}), None).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")));
+    assert!(body["error"]["retryAfterSeconds"].as_u64().is_some_and(|s| s > 80_000), "until the day is over: {body}");
+    // The owner, from their own address, still gets a code and signs in.
+    let owner = from_address(&api, "127.0.0.77");
+    let token = owner.sign_in(victim).await;
+    assert_eq!(owner.get("/v1/me", Some(&token)).await.0, StatusCode::OK);
+}
+
 async fn delete_me(api: &Api, token: &str) {
     let (status, body) = api.call(Method::DELETE, "/v1/me", None, Some(token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
 
 async fn starter_grant_farming_earns_nothing(store: Arc<dyn Store>, phone: &str) {
-    // No resend cooldown, so one test can sign the number in three times; the daily cap (5) still counts.
-    let policy = AuthPolicy { resend_cooldown_secs: 0, ..testkit::policy() };
+    // No resend cooldown, so one test can sign the number in three times; the daily cap (5 here, from one
+    // source: the per-source cap is another test's) still counts.
+    let policy = AuthPolicy {
+        resend_cooldown_secs: 0,
+        max_codes_per_day: 5,
+        max_codes_per_source_per_day: 5,
+        ..testkit::policy()
+    };
     let api = Api::start_with_policy(store, Providers::all(Arc::new(LocalRenderer)), policy).await;
 
     let first = api.sign_in(phone).await;
@@ -34,6 +64,7 @@ async fn starter_grant_farming_earns_nothing(store: Arc<dyn Store>, phone: &str)
     assert_eq!((status, credits["balance"].clone()), (StatusCode::OK, json!(0)), "no second grant: {credits}");
     let (_, history) = api.get("/v1/credits/history", Some(&second)).await;
     assert_eq!(history["items"], json!([]), "and no grant entry in the ledger: {history}");
+    assert!(api.all_pages("/v1/generations?x=1", 5, Some(&second)).await.is_empty(), "nothing of the old account");
     delete_me(&api, &second).await;
 
     // The daily cap runs across the deletions: codes 3, 4 and 5 go out, the sixth is refused.
@@ -74,4 +105,14 @@ async fn the_cooldown_survives_the_deletion_on_the_in_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cooldown_survives_the_deletion_on_dynamodb_local() {
     the_cooldown_survives_the_deletion(Arc::new(testkit::dynamodb_store().await), "+14155550191").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_lock_a_number_out_on_the_in_memory_store() {
+    one_address_cannot_lock_a_number_out(Arc::new(MemoryStore::new()), "+14155550192").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_lock_a_number_out_on_dynamodb_local() {
+    one_address_cannot_lock_a_number_out(Arc::new(testkit::dynamodb_store().await), "+14155550192").await;
 }

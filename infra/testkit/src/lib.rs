@@ -245,6 +245,7 @@ impl Harness {
             expires_at: now + self.deps.policy.code_ttl_secs,
             last_sent_at: now,
             sent_at: vec![now],
+            sent_from: vec!["planted".to_owned()],
             ..facemake::domain::OtpRecord::empty(phone.e164())
         };
         self.deps.store.replace(&record, version).await.unwrap_or_else(|e| panic!("replace: {e}"));

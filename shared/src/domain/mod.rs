@@ -12,7 +12,7 @@ mod user;
 pub use credits::{LedgerEntry, LedgerKind};
 pub use generation::{object_keys, FailFrom, Generation, GenerationStatus, Timings, UploadId};
 pub use ids::{deletion_key, new_id, UserId};
-pub use otp::{NumberMark, OtpCode, OtpRecord, OtpRefusal, SendRefusal};
+pub use otp::{NumberMark, OtpCode, OtpRecord, OtpRefusal, SendLimits, SendRefusal, Sends};
 pub use phone::{CountryAllowlist, PhoneError, PhoneNumber};
 pub use template::{
     CatalogueFile, Category, CategoryId, GenerationSpec, Provider, SeedCatalogue, SeedTemplate, Template, TemplateId,

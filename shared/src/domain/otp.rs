@@ -67,6 +67,30 @@ pub struct OtpRecord {
     /// When codes were sent in the last 24 hours (pruned on every send).
     #[serde(default)]
     pub sent_at: Vec<UnixTime>,
+    /// Who asked for each of them, `sent_at[i]` by `sent_from[i]`: a keyed hash of the source address (see
+    /// `services::auth::source_key`). Shorter than `sent_at` in a record written before sources were kept:
+    /// those sends count for the number but for no source.
+    #[serde(default)]
+    pub sent_from: Vec<String>,
+}
+
+/// The send limits of one number (the stage's `AuthPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Seconds between two codes to the number, whoever asks.
+    pub cooldown_secs: i64,
+    /// Codes the number receives in 24 hours, from all sources together: the bound on texts to one phone.
+    pub per_day: usize,
+    /// Codes one source may have sent to the number in 24 hours, below `per_day`, so one source cannot use the
+    /// number's allowance up and lock its owner out.
+    pub per_source_per_day: usize,
+}
+
+/// The send history a new code leaves (see [`OtpRecord::next_send`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sends {
+    pub at: Vec<UnixTime>,
+    pub from: Vec<String>,
 }
 
 impl OtpRecord {
@@ -81,6 +105,7 @@ impl OtpRecord {
             used: false,
             last_sent_at: 0,
             sent_at: Vec::new(),
+            sent_from: Vec::new(),
         }
     }
 
@@ -110,30 +135,38 @@ impl OtpRecord {
         }
     }
 
-    /// The sends of the last 24 hours before `now` (what the daily cap counts).
-    pub fn recent_sends(&self, now: UnixTime) -> Vec<UnixTime> {
-        self.sent_at.iter().copied().filter(|t| *t > now - DAY).collect()
+    /// The sends of the last 24 hours before `now` (what the daily caps count), with who asked for each
+    /// (`""` where the record did not say).
+    pub fn recent_sends(&self, now: UnixTime) -> Sends {
+        let mut sends = Sends::default();
+        for (i, at) in self.sent_at.iter().enumerate().filter(|(_, t)| **t > now - DAY) {
+            sends.at.push(*at);
+            sends.from.push(self.sent_from.get(i).cloned().unwrap_or_default());
+        }
+        sends
     }
 
-    /// The send history a new code sent at `now` would leave (the last 24 hours' sends and this one), or why
-    /// no code may go out yet: the resend cooldown since the last send, then the cap of codes per 24 hours.
-    pub fn next_send(
-        &self,
-        cooldown_secs: i64,
-        max_per_day: usize,
-        now: UnixTime,
-    ) -> Result<Vec<UnixTime>, SendRefusal> {
+    /// The send history a new code that `source` asked for at `now` would leave (the last 24 hours' sends and
+    /// this one), or why no code may go out yet: the resend cooldown since the last send, then the source's
+    /// cap for this number, then the number's cap of codes per 24 hours.
+    pub fn next_send(&self, limits: SendLimits, source: &str, now: UnixTime) -> Result<Sends, SendRefusal> {
         let since_last = now - self.last_sent_at;
-        if self.last_sent_at > 0 && since_last < cooldown_secs {
-            return Err(SendRefusal::Cooldown { retry_after_secs: cooldown_secs - since_last });
+        if self.last_sent_at > 0 && since_last < limits.cooldown_secs {
+            return Err(SendRefusal::Cooldown { retry_after_secs: limits.cooldown_secs - since_last });
         }
-        let mut sent_at = self.recent_sends(now);
-        if sent_at.len() >= max_per_day {
-            let oldest = sent_at.iter().copied().min().unwrap_or(now);
-            return Err(SendRefusal::DailyCap { retry_after_secs: (oldest + DAY - now).max(1) });
+        let mut sends = self.recent_sends(now);
+        // When the oldest of `times` leaves the 24 hours.
+        let retry = |times: &mut dyn Iterator<Item = UnixTime>| (times.min().unwrap_or(now) + DAY - now).max(1);
+        let mine = || sends.at.iter().zip(&sends.from).filter(|(_, from)| *from == source).map(|(at, _)| *at);
+        if mine().count() >= limits.per_source_per_day {
+            return Err(SendRefusal::SourceCap { retry_after_secs: retry(&mut mine()) });
         }
-        sent_at.push(now);
-        Ok(sent_at)
+        if sends.at.len() >= limits.per_day {
+            return Err(SendRefusal::DailyCap { retry_after_secs: retry(&mut sends.at.iter().copied()) });
+        }
+        sends.at.push(now);
+        sends.from.push(source.to_owned());
+        Ok(sends)
     }
 }
 
@@ -151,6 +184,8 @@ pub struct NumberMark {
     pub last_sent_at: UnixTime,
     #[serde(default)]
     pub sent_at: Vec<UnixTime>,
+    #[serde(default)]
+    pub sent_from: Vec<String>,
     /// When it may be forgotten: [`NumberMark::RETENTION_SECS`] after the deletion.
     pub expires_at: UnixTime,
 }
@@ -162,16 +197,23 @@ impl NumberMark {
 
     /// The mark an account deleted at `now` leaves, carrying the send history of its code record (if any).
     pub fn at_deletion(record: Option<&OtpRecord>, now: UnixTime) -> Self {
+        let sends = record.map(|r| r.recent_sends(now)).unwrap_or_default();
         Self {
             last_sent_at: record.map_or(0, |r| r.last_sent_at),
-            sent_at: record.map_or_else(Vec::new, |r| r.recent_sends(now)),
+            sent_at: sends.at,
+            sent_from: sends.from,
             expires_at: now + Self::RETENTION_SECS,
         }
     }
 
     /// The code record a number with no record of its own starts from: no live code, the mark's history.
     pub fn seed(&self, phone: &str) -> OtpRecord {
-        OtpRecord { last_sent_at: self.last_sent_at, sent_at: self.sent_at.clone(), ..OtpRecord::empty(phone) }
+        OtpRecord {
+            last_sent_at: self.last_sent_at,
+            sent_at: self.sent_at.clone(),
+            sent_from: self.sent_from.clone(),
+            ..OtpRecord::empty(phone)
+        }
     }
 }
 
@@ -194,12 +236,17 @@ pub enum SendRefusal {
     Cooldown { retry_after_secs: i64 },
     /// The number had its codes for the last 24 hours; the retry is when the oldest of them leaves the window.
     DailyCap { retry_after_secs: i64 },
+    /// This source had its codes to this number for the last 24 hours (others still may ask); the retry is
+    /// when the oldest of the source's leaves the window.
+    SourceCap { retry_after_secs: i64 },
 }
 
 impl SendRefusal {
     pub fn retry_after_secs(self) -> i64 {
         match self {
-            Self::Cooldown { retry_after_secs } | Self::DailyCap { retry_after_secs } => retry_after_secs,
+            Self::Cooldown { retry_after_secs }
+            | Self::DailyCap { retry_after_secs }
+            | Self::SourceCap { retry_after_secs } => retry_after_secs,
         }
     }
 }
@@ -254,22 +301,60 @@ mod tests {
         assert_eq!(live(5, false, 50).refusal(5, 100), Some(OtpRefusal::Exhausted), "exhausted wins over expired");
     }
 
+    const LIMITS: SendLimits = SendLimits { cooldown_secs: 60, per_day: 2, per_source_per_day: 2 };
+
+    fn sends(at: &[UnixTime], from: &[&str]) -> Sends {
+        Sends { at: at.to_vec(), from: from.iter().map(|s| s.to_string()).collect() }
+    }
+
+    fn sent(r: &mut OtpRecord, s: Sends) {
+        r.last_sent_at = s.at.iter().copied().max().unwrap_or(0);
+        (r.sent_at, r.sent_from) = (s.at, s.from);
+    }
+
     #[test]
     fn next_send_keeps_the_cooldown_then_the_daily_cap() {
         let mut r = OtpRecord::empty("+14155550123");
-        assert_eq!(r.next_send(60, 2, 1_000), Ok(vec![1_000]), "a first send is always allowed");
-        r.last_sent_at = 1_000;
-        r.sent_at = vec![1_000];
-        assert_eq!(r.next_send(60, 2, 1_059), Err(SendRefusal::Cooldown { retry_after_secs: 1 }));
-        assert_eq!(r.next_send(60, 2, 1_060), Ok(vec![1_000, 1_060]));
-        r.last_sent_at = 1_060;
-        r.sent_at = vec![1_000, 1_060];
+        assert_eq!(r.next_send(LIMITS, "a", 1_000), Ok(sends(&[1_000], &["a"])), "a first send is always allowed");
+        sent(&mut r, sends(&[1_000], &["a"]));
+        assert_eq!(r.next_send(LIMITS, "b", 1_059), Err(SendRefusal::Cooldown { retry_after_secs: 1 }));
+        assert_eq!(r.next_send(LIMITS, "b", 1_060), Ok(sends(&[1_000, 1_060], &["a", "b"])));
+        sent(&mut r, sends(&[1_000, 1_060], &["a", "b"]));
         assert_eq!(
-            r.next_send(60, 2, 2_000),
+            r.next_send(LIMITS, "c", 2_000),
             Err(SendRefusal::DailyCap { retry_after_secs: 1_000 + DAY - 2_000 }),
             "the retry is when the oldest send leaves the 24 hours"
         );
-        assert_eq!(r.next_send(60, 2, 1_000 + DAY), Ok(vec![1_060, 1_000 + DAY]), "old sends are pruned");
+        assert_eq!(
+            r.next_send(LIMITS, "c", 1_000 + DAY),
+            Ok(sends(&[1_060, 1_000 + DAY], &["b", "c"])),
+            "old sends are pruned"
+        );
+    }
+
+    #[test]
+    fn one_source_uses_up_only_its_own_share_of_a_number() {
+        let limits = SendLimits { cooldown_secs: 60, per_day: 5, per_source_per_day: 2 };
+        let mut r = OtpRecord::empty("+14155550123");
+        sent(&mut r, sends(&[1_000, 1_100], &["attacker", "attacker"]));
+        assert_eq!(
+            r.next_send(limits, "attacker", 2_000),
+            Err(SendRefusal::SourceCap { retry_after_secs: 1_000 + DAY - 2_000 }),
+            "the attacker had its two"
+        );
+        assert_eq!(
+            r.next_send(limits, "owner", 2_000),
+            Ok(sends(&[1_000, 1_100, 2_000], &["attacker", "attacker", "owner"]))
+        );
+        // Sends of a record older than sources count for the number, for no source.
+        let mut old = OtpRecord::empty("+14155550123");
+        (old.sent_at, old.last_sent_at) = (vec![1_000, 1_100, 1_200, 1_300, 1_400], 1_400);
+        assert_eq!(
+            old.next_send(limits, "owner", 2_000),
+            Err(SendRefusal::DailyCap { retry_after_secs: 1_000 + DAY - 2_000 })
+        );
+        old.sent_at.truncate(2);
+        assert_eq!(old.next_send(limits, "owner", 2_000), Ok(sends(&[1_000, 1_100, 2_000], &["", "", "owner"])));
     }
 
     proptest! {

@@ -7,7 +7,8 @@ use secrecy::ExposeSecret;
 use crate::config::AuthPolicy;
 use crate::crypto::{self, CryptoError};
 use crate::domain::{
-    new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, SendRefusal, UnixTime, UserAccount, UserId,
+    new_id, LedgerEntry, LedgerKind, OtpCode, OtpRecord, PhoneNumber, SendLimits, SendRefusal, UnixTime, UserAccount,
+    UserId,
 };
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
@@ -81,11 +82,23 @@ impl SendCode {
             None => OtpRecord::empty(phone.e164()),
         });
 
-        let sent_at = match previous.next_send(p.resend_cooldown_secs, p.max_codes_per_day, now) {
-            Ok(sent_at) => sent_at,
+        let limits = SendLimits {
+            cooldown_secs: p.resend_cooldown_secs,
+            per_day: p.max_codes_per_day,
+            per_source_per_day: p.max_codes_per_source_per_day,
+        };
+        let sends = match previous.next_send(limits, &source_key(&keys, source_ip), now) {
+            Ok(sends) => sends,
             Err(refusal) => {
-                if let SendRefusal::DailyCap { .. } = refusal {
-                    tracing::warn!(phone = %phone.masked(), "send-code refused: daily cap reached");
+                match refusal {
+                    SendRefusal::DailyCap { .. } => {
+                        tracing::warn!(phone = %phone.masked(), "send-code refused: daily cap reached")
+                    }
+                    SendRefusal::SourceCap { .. } => tracing::warn!(
+                        phone = %phone.masked(),
+                        "send-code refused: this source had its codes to this number today"
+                    ),
+                    SendRefusal::Cooldown { .. } => {}
                 }
                 return Err(SendCodeError::RateLimited { retry_after_secs: refusal.retry_after_secs() as u64 });
             }
@@ -102,7 +115,8 @@ impl SendCode {
             attempts: 0,
             used: false,
             last_sent_at: now,
-            sent_at,
+            sent_at: sends.at,
+            sent_from: sends.from,
         };
         if self.otp.replace(&next, previous.version).await? == Written::Conflict {
             // A concurrent request for the same number won the conditional write and sent its code.
@@ -123,6 +137,7 @@ impl SendCode {
     /// After a failed delivery: kill the undelivered code and give back the cooldown and the daily allowance,
     /// unless a newer send already replaced the record. Best effort: on failure the user waits one cooldown.
     async fn undo_send(&self, previous: &OtpRecord, next: &OtpRecord, now: UnixTime) {
+        let recent = previous.recent_sends(now);
         let restored = OtpRecord {
             version: next.version + 1,
             code_id: None,
@@ -131,7 +146,8 @@ impl SendCode {
             attempts: 0,
             used: false,
             last_sent_at: previous.last_sent_at,
-            sent_at: previous.recent_sends(now),
+            sent_at: recent.at,
+            sent_from: recent.from,
             phone: previous.phone.clone(),
         };
         if let Err(e) = self.otp.replace(&restored, next.version).await {
@@ -156,6 +172,24 @@ fn sms_text(code: &OtpCode, ttl_secs: i64) -> String {
 pub fn hash_code(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &OtpCode) -> Result<String, PortError> {
     let key = keys.otp.first().ok_or_else(|| PortError::internal("app secret", "no code key"))?;
     Ok(crypto::hmac_b64(key.expose_secret(), &[phone.e164(), code_id, code.digits()]))
+}
+
+/// Who asked for a code, as the per-source cap counts it: a keyed hash (16 characters, current code key) of
+/// the source address, an IPv6 address by its /64 (one subscriber's network: the rest of it is free to
+/// change), so the record keeps no address.
+pub fn source_key(keys: &AppKeys, source_ip: Option<&str>) -> String {
+    let source = match source_ip.map(str::parse::<std::net::IpAddr>) {
+        Some(Ok(std::net::IpAddr::V6(v6))) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(Ok(v4)) => v4.to_string(),
+        Some(Err(_)) | None => "unknown".to_owned(),
+    };
+    let key = keys.otp.first().map(|k| k.expose_secret()).unwrap_or_default();
+    let mut tag = crypto::hmac_b64(key, &["send-source", &source]);
+    tag.truncate(16);
+    tag
 }
 
 /// The keyed hashes of `phone` a deleted account's mark may be under, one per app key, the current first
