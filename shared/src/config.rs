@@ -65,6 +65,10 @@ pub struct AuthPolicy {
     pub max_codes_per_source_per_day: usize,
     pub max_attempts: u32,
     pub ip_limit_per_hour: u32,
+    /// Texts the stage sends per hour, all numbers together, and per country of the number: the ceiling on
+    /// what SMS pumping can cost in an hour, whatever the per-number and per-IP limits let through.
+    pub sms_budget_per_hour: u32,
+    pub sms_budget_per_country_per_hour: u32,
     /// verify-code requests per source IP per hour (stops one client burning other people's attempts).
     pub verify_ip_limit_per_hour: u32,
     pub starter_credits: u64,
@@ -84,6 +88,8 @@ impl Default for AuthPolicy {
             max_codes_per_source_per_day: 3,
             max_attempts: 5,
             ip_limit_per_hour: 20,
+            sms_budget_per_hour: 1_000,
+            sms_budget_per_country_per_hour: 500,
             verify_ip_limit_per_hour: 60,
             starter_credits: 3,
             access_ttl_secs: 15 * 60,
@@ -429,6 +435,12 @@ impl AuthPolicy {
             max_codes_per_source_per_day: number(env, "MAX_CODES_PER_SOURCE_PER_DAY", d.max_codes_per_source_per_day)?,
             max_attempts: number(env, "MAX_CODE_ATTEMPTS", d.max_attempts)?,
             ip_limit_per_hour: number(env, "SEND_CODE_IP_LIMIT_PER_HOUR", d.ip_limit_per_hour)?,
+            sms_budget_per_hour: number(env, "SMS_BUDGET_PER_HOUR", d.sms_budget_per_hour)?,
+            sms_budget_per_country_per_hour: number(
+                env,
+                "SMS_BUDGET_PER_COUNTRY_PER_HOUR",
+                d.sms_budget_per_country_per_hour,
+            )?,
             verify_ip_limit_per_hour: number(env, "VERIFY_CODE_IP_LIMIT_PER_HOUR", d.verify_ip_limit_per_hour)?,
             starter_credits: number(env, "STARTER_CREDITS", d.starter_credits)?,
             access_ttl_secs: d.access_ttl_secs,

@@ -15,6 +15,8 @@ pub enum Metric {
     CodesSent,
     /// A text could not be delivered (the SMS provider failed).
     CodesFailed,
+    /// A code was refused because the stage's or the country's hourly SMS budget was spent.
+    SmsBudgetExceeded,
     /// A code was verified (a sign-in happened).
     CodesVerified,
     /// A wrong, expired, used or exhausted code was presented.
@@ -47,9 +49,10 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in declaration order (the dashboard and the README list them all).
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 16] = [
         Metric::CodesSent,
         Metric::CodesFailed,
+        Metric::SmsBudgetExceeded,
         Metric::CodesVerified,
         Metric::CodesRejected,
         Metric::SignUps,
@@ -69,6 +72,7 @@ impl Metric {
         match self {
             Metric::CodesSent => "CodesSent",
             Metric::CodesFailed => "CodesFailed",
+            Metric::SmsBudgetExceeded => "SmsBudgetExceeded",
             Metric::CodesVerified => "CodesVerified",
             Metric::CodesRejected => "CodesRejected",
             Metric::SignUps => "SignUps",
@@ -210,6 +214,7 @@ mod tests {
             match m {
                 Metric::CodesSent
                 | Metric::CodesFailed
+                | Metric::SmsBudgetExceeded
                 | Metric::CodesVerified
                 | Metric::CodesRejected
                 | Metric::SignUps

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facemake::adapters::memory::MemoryStore;
 use facemake::domain::{LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, UserId};
 use facemake::ports::{
-    AttemptOutcome, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome, Written,
+    AttemptOutcome, Counter, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome, Written,
 };
 use facemake::wiring::Store;
 use testkit::dynamodb_store;
@@ -21,6 +21,7 @@ testkit::store_contract!(
     otp_concurrent_attempts_never_exceed_the_limit,
     otp_consume_happens_once_and_only_for_the_live_code,
     rate_limiter_counts_per_window_and_atomically,
+    rate_limiter_counts_a_group_together_or_not_at_all,
     accounts_are_created_once_per_number_with_their_grant,
     accounts_concurrent_first_sign_ins_create_one_user,
     accounts_profile_updates_and_session_revocation,
@@ -167,6 +168,55 @@ async fn rate_limiter_counts_per_window_and_atomically(store: Arc<dyn Store>) {
         allowed += usize::from(t.await.unwrap() == RateDecision::Allowed);
     }
     assert_eq!(allowed, 7);
+}
+
+async fn rate_limiter_counts_a_group_together_or_not_at_all(store: Arc<dyn Store>) {
+    let id = facemake::domain::new_id();
+    let (wide, narrow) = (format!("test:all:{id}"), format!("test:one:{id}"));
+    let group = |narrow: &str, limit: u32| {
+        vec![
+            Counter { key: wide.clone(), window_secs: 3600, limit: 3 },
+            Counter { key: narrow.to_owned(), window_secs: 3600, limit },
+        ]
+    };
+    let window_start = NOW - NOW.rem_euclid(3600);
+    let at = window_start + 100;
+    assert_eq!(store.hit_all(&group(&narrow, 1), at).await.unwrap(), RateDecision::Allowed);
+    // The narrow counter is full: the refusal counts nothing on the wide one.
+    for _ in 0..3 {
+        assert_eq!(
+            store.hit_all(&group(&narrow, 1), at).await.unwrap(),
+            RateDecision::Limited { retry_after_secs: 3500 }
+        );
+    }
+    let other = format!("test:two:{id}");
+    assert_eq!(store.hit_all(&group(&other, 5), at).await.unwrap(), RateDecision::Allowed);
+    assert_eq!(store.hit_all(&group(&other, 5), at).await.unwrap(), RateDecision::Allowed, "the wide one's 3rd");
+    assert_eq!(
+        store.hit_all(&group(&other, 5), at).await.unwrap(),
+        RateDecision::Limited { retry_after_secs: 3500 },
+        "the wide counter is full now"
+    );
+
+    // Concurrent groups on one shared counter: exactly its limit get through.
+    let id = facemake::domain::new_id();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let counters = [
+                    Counter { key: format!("test:all:{id}"), window_secs: 3600, limit: 5 },
+                    Counter { key: format!("test:one:{id}:{}", i % 3), window_secs: 3600, limit: 10 },
+                ];
+                store.hit_all(&counters, NOW).await.unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += usize::from(t.await.unwrap() == RateDecision::Allowed);
+    }
+    assert_eq!(allowed, 5);
 }
 
 fn new_user(p: &PhoneNumber, grant: u64) -> NewUser {

@@ -32,7 +32,38 @@ on_both_stores!(
     concurrent_verifications_of_one_code_sign_in_once,
     refresh_rotates_and_reuse_revokes_the_whole_family,
     logout_revokes_one_family_or_all_of_them,
+    the_hourly_sms_budget_stops_every_text_beyond_it,
 );
+
+async fn the_hourly_sms_budget_stops_every_text_beyond_it(mut h: Harness) {
+    use facemake::metrics::Metric;
+    use facemake::ports::Clock;
+    h.deps.policy.sms_budget_per_hour = 3;
+    h.deps.policy.sms_budget_per_country_per_hour = 2;
+    let us = |n: u32| phone(&format!("+1415555{:04}", 3000 + n));
+    send_from(&h, &us(1), "198.51.100.31").await.unwrap();
+    // A refused request (the cooldown) spends none of the budget.
+    assert!(matches!(send_from(&h, &us(1), "198.51.100.31").await, Err(SendCodeError::RateLimited { .. })));
+    send_from(&h, &us(2), "198.51.100.32").await.unwrap();
+    // The country's two are spent: a third US number waits for the hour to turn, and gets no text and no code.
+    let end_of_hour = 3600 - h.clock.now().rem_euclid(3600);
+    match send_from(&h, &us(3), "198.51.100.33").await {
+        Err(SendCodeError::BudgetSpent { retry_after_secs }) => assert_eq!(retry_after_secs as i64, end_of_hour),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.outbox.messages_to(us(3).e164()).is_empty());
+    assert_eq!(h.deps.store.load(&us(3)).await.unwrap(), None, "nothing written for it");
+    // Another country still has its own share, until the stage's three are spent.
+    send_from(&h, &phone("+447400123456"), "198.51.100.34").await.unwrap();
+    assert!(matches!(
+        send_from(&h, &phone("+447400123457"), "198.51.100.35").await,
+        Err(SendCodeError::BudgetSpent { .. })
+    ));
+    assert_eq!(h.metrics.total(Metric::SmsBudgetExceeded), 2.0, "each refusal is counted for the alarm");
+    // The next hour has a new budget.
+    h.clock.advance(end_of_hour);
+    send_from(&h, &us(3), "198.51.100.33").await.unwrap();
+}
 
 fn phone(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s, None).unwrap()

@@ -39,6 +39,30 @@ async fn one_address_cannot_lock_a_number_out(store: Arc<dyn Store>, victim: &st
     assert_eq!(owner.get("/v1/me", Some(&token)).await.0, StatusCode::OK);
 }
 
+async fn a_spent_sms_budget_is_503_with_retry_after(store: Arc<dyn Store>) {
+    let policy = AuthPolicy { sms_budget_per_hour: 1, ..testkit::policy() };
+    let api = Api::start_with_policy(store, Providers::all(Arc::new(LocalRenderer)), policy).await;
+    let (status, _) = api.post("/v1/auth/send-code", json!({"phone": "+14155550193"}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let response = api
+        .http
+        .post(format!("{}/v1/auth/send-code", api.base))
+        .json(&json!({"phone": "+14155550194"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after), "until the hour turns: {retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UPSTREAM_UNAVAILABLE");
+    assert_eq!(body["error"]["retryAfterSeconds"], retry_after);
+    // A premium-rate, shared-cost or toll-free number is refused before any budget is spent.
+    let (status, body) = api.post("/v1/auth/send-code", json!({"phone": "+18007233456"}), None).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("VALIDATION_ERROR")));
+    assert_eq!(body["error"]["details"][0]["field"], "phone");
+}
+
 async fn delete_me(api: &Api, token: &str) {
     let (status, body) = api.call(Method::DELETE, "/v1/me", None, Some(token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
@@ -115,4 +139,14 @@ async fn one_address_cannot_lock_a_number_out_on_the_in_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_lock_a_number_out_on_dynamodb_local() {
     one_address_cannot_lock_a_number_out(Arc::new(testkit::dynamodb_store().await), "+14155550192").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_sms_budget_is_503_with_retry_after_on_the_in_memory_store() {
+    a_spent_sms_budget_is_503_with_retry_after(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_sms_budget_is_503_with_retry_after_on_dynamodb_local() {
+    a_spent_sms_budget_is_503_with_retry_after(Arc::new(testkit::dynamodb_store().await)).await;
 }

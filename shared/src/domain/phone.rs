@@ -21,6 +21,9 @@ pub enum PhoneError {
     Invalid,
     #[error("phone numbers from this country are not supported")]
     CountryNotAllowed,
+    /// Premium-rate, shared-cost and toll-free numbers: texts to them are how SMS pumping pays.
+    #[error("phone must be a mobile or landline number (not premium-rate, shared-cost or toll-free)")]
+    LineType,
 }
 
 impl PhoneNumber {
@@ -38,6 +41,13 @@ impl PhoneNumber {
         let parsed = phonenumber::parse(country, input).map_err(|_| PhoneError::Unparseable)?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneError::Invalid);
+        }
+        // SMS pumping texts numbers whose owner is paid per message; no person signs in with one.
+        use phonenumber::Type;
+        if let Type::PremiumRate | Type::SharedCost | Type::TollFree =
+            parsed.number_type(&phonenumber::metadata::DATABASE)
+        {
+            return Err(PhoneError::LineType);
         }
         let e164 = parsed.format().mode(Mode::E164).to_string();
         let region = parsed.country().id().map(|id| id.as_ref().to_owned());
@@ -141,6 +151,13 @@ mod tests {
         assert_eq!(PhoneNumber::parse("+1415", None), Err(PhoneError::Invalid));
         assert_eq!(PhoneNumber::parse("415", Some("ZZ")), Err(PhoneError::UnknownCountry));
         assert_eq!(PhoneNumber::parse("hello", Some("US")), Err(PhoneError::Unparseable));
+        // Line types that earn their owner money per text (libphonenumber's metadata).
+        assert_eq!(PhoneNumber::parse("+18007233456", None), Err(PhoneError::LineType), "US toll-free");
+        assert_eq!(PhoneNumber::parse("+80012340000", None), Err(PhoneError::LineType), "international freephone");
+        assert_eq!(PhoneNumber::parse("+611900123456", None), Err(PhoneError::LineType), "AU premium rate");
+        assert_eq!(PhoneNumber::parse("+448431234567", None), Err(PhoneError::LineType), "GB shared cost");
+        assert!(PhoneNumber::parse("+61406823897", None).is_ok(), "AU mobile");
+        assert!(PhoneNumber::parse("+441212345678", None).is_ok(), "GB landline");
     }
 
     #[test]

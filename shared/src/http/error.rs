@@ -181,6 +181,13 @@ impl From<SendCodeError> for ApiError {
                     "We could not send the text message. Please try again shortly.",
                 )
             }
+            SendCodeError::BudgetSpent { retry_after_secs } => Self {
+                retry_after_secs: Some(retry_after_secs.max(1)),
+                ..Self::new(
+                    ErrorCode::UpstreamUnavailable,
+                    "We cannot send text messages right now. Please try again later.",
+                )
+            },
             SendCodeError::Port(p) => p.into(),
             SendCodeError::Crypto(c) => Self::internal(&c),
         }

@@ -54,8 +54,19 @@ pub enum RateDecision {
     Limited { retry_after_secs: u64 },
 }
 
+/// One fixed-window counter of [`RateLimiter::hit_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub window_secs: i64,
+    pub limit: u32,
+}
+
 /// Fixed-window counters with an atomic, conditional increment.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     async fn hit(&self, key: &str, window_secs: i64, limit: u32, now: UnixTime) -> Result<RateDecision, PortError>;
+    /// Counts one hit on every counter, or on none of them when any is at its limit (the answer then waits for
+    /// the last of those to reset): a refusal by one spends nothing of the others.
+    async fn hit_all(&self, counters: &[Counter], now: UnixTime) -> Result<RateDecision, PortError>;
 }

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
-    AccountStore, AppKeys, AttemptOutcome, Clock, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError,
+    AccountStore, AppKeys, AttemptOutcome, Clock, Counter, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError,
     RateDecision, RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, SmsSender, Written,
 };
 use crate::tokens::{AccessTokens, TokenError};
@@ -34,6 +34,10 @@ pub enum SendCodeError {
     RateLimited { retry_after_secs: u64 },
     #[error("the SMS could not be delivered")]
     Delivery(#[source] PortError),
+    /// The stage's (or the number's country's) hourly SMS budget is spent: no text goes out until the hour
+    /// turns, whoever asks (`SmsBudgetExceeded` is counted; the SMS-pumping alarm watches it).
+    #[error("the hourly SMS budget is spent; retry after {retry_after_secs} s")]
+    BudgetSpent { retry_after_secs: u64 },
     #[error(transparent)]
     Port(#[from] PortError),
     #[error(transparent)]
@@ -104,6 +108,10 @@ impl SendCode {
             }
         };
 
+        // The SMS budget counts only texts that are about to go out (a refused request spends none of it), so
+        // that a flood of refused requests cannot spend the budget for everyone.
+        self.within_budget(phone, now).await?;
+
         let code = OtpCode::generate()?;
         let code_id = new_id();
         let next = OtpRecord {
@@ -132,6 +140,28 @@ impl SendCode {
         self.metrics.count(Metric::CodesSent);
         tracing::info!(phone = %phone.masked(), "sign-in code sent");
         Ok(CodeSent { expires_in_secs: p.code_ttl_secs, retry_after_secs: p.resend_cooldown_secs })
+    }
+
+    /// Counts this text against the stage's hourly SMS budget and its country's (conditional counters, as the
+    /// per-IP cap), refusing when either is spent.
+    async fn within_budget(&self, phone: &PhoneNumber, now: UnixTime) -> Result<(), SendCodeError> {
+        let p = &self.policy;
+        let region = phone.region().unwrap_or("ZZ");
+        // Both or neither: a text refused by its country's budget spends nothing of the stage's.
+        let counters = [
+            Counter { key: "sms-budget:all".to_owned(), window_secs: HOUR, limit: p.sms_budget_per_hour },
+            Counter {
+                key: format!("sms-budget:country:{region}"),
+                window_secs: HOUR,
+                limit: p.sms_budget_per_country_per_hour,
+            },
+        ];
+        if let RateDecision::Limited { retry_after_secs } = self.limiter.hit_all(&counters, now).await? {
+            self.metrics.count(Metric::SmsBudgetExceeded);
+            tracing::error!(phone = %phone.masked(), region, "send-code refused: the hourly SMS budget is spent");
+            return Err(SendCodeError::BudgetSpent { retry_after_secs });
+        }
+        Ok(())
     }
 
     /// After a failed delivery: kill the undelivered code and give back the cooldown and the daily allowance,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{NumberMark, OtpRecord, PhoneNumber, UnixTime};
-use crate::ports::{AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
+use crate::ports::{AttemptOutcome, Counter, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
 pub(super) const OTP_SK: &str = "OTP";
 
@@ -191,5 +191,48 @@ impl RateLimiter for DynamoStore {
             }
             Err(e) => Err(sdk_error("rate limits", e)),
         }
+    }
+
+    async fn hit_all(&self, counters: &[Counter], now: UnixTime) -> Result<RateDecision, PortError> {
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let window_of = |c: &Counter| now - now.rem_euclid(c.window_secs);
+        let mut items = Vec::new();
+        for c in counters {
+            let window = window_of(c);
+            let update = Update::builder()
+                .table_name(&self.tables.codes)
+                .set_key(Some(key(format!("RL#{}", c.key), format!("W#{window}"))))
+                .update_expression("ADD hits :one SET #ttl = :ttl")
+                .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":limit", n(c.limit))
+                .expression_attribute_values(":ttl", n(window + c.window_secs + 3600))
+                .build()
+                .map_err(|e| PortError::internal("rate limits", e))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        // Concurrent sends touch the same counters; a transaction that lost such a race is tried again, a
+        // little later each time.
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(15 * attempt)).await;
+            }
+            match self.transact("rate limits", items.clone()).await? {
+                None => return Ok(RateDecision::Allowed),
+                Some(codes) if codes.iter().any(|c| c.as_deref() == Some("ConditionalCheckFailed")) => {
+                    let retry = counters
+                        .iter()
+                        .zip(&codes)
+                        .filter(|(_, code)| code.as_deref() == Some("ConditionalCheckFailed"))
+                        .map(|(c, _)| (window_of(c) + c.window_secs - now).max(1) as u64)
+                        .max()
+                        .unwrap_or(1);
+                    return Ok(RateDecision::Limited { retry_after_secs: retry });
+                }
+                Some(_) => continue,
+            }
+        }
+        Err(PortError::unavailable("rate limits", "counter transaction kept conflicting"))
     }
 }

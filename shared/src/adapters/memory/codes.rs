@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{NumberMark, OtpRecord, PhoneNumber, UnixTime};
-use crate::ports::{AttemptOutcome, OtpStore, PortError, RateDecision, RateLimiter, Written};
+use crate::ports::{AttemptOutcome, Counter, OtpStore, PortError, RateDecision, RateLimiter, Written};
 
 use super::MemoryStore;
 
@@ -67,6 +67,23 @@ impl RateLimiter for MemoryStore {
             return Ok(RateDecision::Limited { retry_after_secs: (window + window_secs - now).max(1) as u64 });
         }
         *hits += 1;
+        Ok(RateDecision::Allowed)
+    }
+
+    async fn hit_all(&self, counters: &[Counter], now: UnixTime) -> Result<RateDecision, PortError> {
+        let mut inner = self.lock();
+        let window = |c: &Counter| (c.key.clone(), now - now.rem_euclid(c.window_secs));
+        let retry = counters
+            .iter()
+            .filter(|c| inner.rate.get(&window(c)).is_some_and(|hits| *hits >= c.limit))
+            .map(|c| (now - now.rem_euclid(c.window_secs) + c.window_secs - now).max(1) as u64)
+            .max();
+        if let Some(retry_after_secs) = retry {
+            return Ok(RateDecision::Limited { retry_after_secs });
+        }
+        for c in counters {
+            *inner.rate.entry(window(c)).or_insert(0) += 1;
+        }
         Ok(RateDecision::Allowed)
     }
 }
