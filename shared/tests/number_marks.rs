@@ -9,24 +9,7 @@ use facemake::ports::{Clock, KeyProvider};
 use facemake::services::auth::{number_keys, SendCodeError, Session};
 use testkit::{Harness, TEST_MASTER_KEY};
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Harness::in_memory()).await })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store: std::sync::Arc<dyn facemake::wiring::Store> =
-                    std::sync::Arc::new(testkit::dynamodb_store().await);
-                super::$name(super::Harness::over(store)).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+testkit::harness_on_both_stores!(
     a_deleted_accounts_number_signs_up_again_without_the_starter_grant,
     deleting_the_account_keeps_the_cooldown_and_the_daily_cap,
     the_mark_is_a_keyed_hash_kept_a_year,

@@ -8,24 +8,7 @@ use facemake::services::auth::{RefreshError, SendCodeError, SignInError};
 use facemake::wiring::Store;
 use testkit::Harness;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Harness::in_memory()).await })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let store: std::sync::Arc<dyn facemake::wiring::Store> =
-                    std::sync::Arc::new(testkit::dynamodb_store().await);
-                super::$name(super::Harness::over(store)).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+testkit::harness_on_both_stores!(
     concurrent_send_code_inside_the_cooldown_sends_exactly_one_code,
     first_sign_in_creates_the_user_once_with_the_starter_grant,
     sixth_try_fails_even_with_the_right_code,

@@ -296,6 +296,26 @@ macro_rules! store_contract {
     };
 }
 
+/// [`store_contract!`] for service tests: `memory::a` runs `a(Harness::in_memory())` and `dynamodb::a` runs `a`
+/// on a [`Harness`] over fresh DynamoDB Local tables.
+#[macro_export]
+macro_rules! harness_on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::Harness::in_memory()).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store: std::sync::Arc<dyn $crate::facemake::wiring::Store> =
+                    std::sync::Arc::new($crate::dynamodb_store().await);
+                super::$name($crate::Harness::over(store)).await
+            })*
+        }
+    };
+}
+
 /// An EXIF APP1 segment holding only Orientation = 6 (stored sideways: rotate 90° clockwise to display).
 fn exif_orientation_6() -> Vec<u8> {
     let tiff: [u8; 26] = [

@@ -76,7 +76,7 @@ impl RateLimiter for MemoryStore {
         let retry = counters
             .iter()
             .filter(|c| inner.rate.get(&window(c)).is_some_and(|hits| *hits >= c.limit))
-            .map(|c| (now - now.rem_euclid(c.window_secs) + c.window_secs - now).max(1) as u64)
+            .map(|c| (c.window_secs - now.rem_euclid(c.window_secs)).max(1) as u64)
             .max();
         if let Some(retry_after_secs) = retry {
             return Ok(RateDecision::Limited { retry_after_secs });
