@@ -50,8 +50,13 @@ where
         return None;
     }
     let file = std::env::temp_dir().join(format!("facemake-logs-{}-{test}.json", std::process::id()));
+    // The harness names a test by its path below the test crate's root: `logs::{test}`.
+    let exact = match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([exact.as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env(JOURNEY_VAR, test)
         .env(SECRETS_VAR, &file)
         .env("LOG_FORMAT", "json")

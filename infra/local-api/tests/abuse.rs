@@ -2,7 +2,7 @@
 //! DynamoDB Local (issue 13). Deleting the account and signing up again earns no new starter grant and
 //! resets no send limit; one address cannot use up a stranger's number.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use facemake::ports::SystemClock;
 use local_api::{api_gateway_event, LocalApi};
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 /// A ULID no generation has.
 const SOME_ID: &str = "01JZ0000000000000000000000";

@@ -15,7 +15,7 @@ use local_api::LOCAL_SIGNING_KEY;
 use reqwest::StatusCode;
 use serde_json::json;
 
-mod common;
+use crate::common;
 
 /// The full sign-in journey of the docs/local-api.md walkthrough.
 async fn sign_in_journey(api: &Api, phone: &str) {

@@ -10,7 +10,7 @@ use facemake::adapters::memory::MemoryStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 const TEMPLATE_FIELDS: [&str; 8] =
     ["id", "name", "description", "category", "tags", "previewUrl", "costCredits", "isTrending"];

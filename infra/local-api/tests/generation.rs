@@ -2,7 +2,7 @@
 //! generation, poll it to the end, download the picture — on the in-memory store and on DynamoDB Local, with
 //! the local renderer and with a provider that refuses.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

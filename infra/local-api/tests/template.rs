@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_yaml_ng::Value;
 use testkit::Harness;
 
-mod common;
+use crate::common;
 
 type Routes = BTreeSet<(String, String)>;
 

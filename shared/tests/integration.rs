@@ -1,0 +1,16 @@
+//! Every integration test of the facemake library's crate, in one test binary: each binary links the AWS SDK, so
+//! one binary instead of one per file saves its link time and tens of MB of disk per file. A file in
+//! tests/ that is not a module here would never run: infra/scripts/check-test-targets.py fails on one.
+
+mod account_deletion;
+mod contract;
+mod credits_store;
+mod generations;
+mod logs;
+mod metrics;
+mod number_marks;
+mod providers;
+mod purchases;
+mod rules;
+mod s3_objects;
+mod sign_in;
