@@ -147,7 +147,7 @@ async fn an_app_store_refund_after_deletion_applies_to_the_anonymous_ledger<S: D
     };
     assert_ne!(
         h.deps.store.credit_purchase(&newcomer, &repost, 3).await.unwrap(),
-        PurchaseOutcome::Credited { credits_added: 10, balance: 13 }
+        PurchaseOutcome::Credited { credits_added: 10, debt_paid: 0, balance: 13 }
     );
     nothing_left(store.as_ref(), &h, &user).await;
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use facemake::domain::{LedgerEntry, LedgerKind, PhoneNumber, UserId};
+use facemake::domain::{Funds, LedgerEntry, LedgerKind, PhoneNumber, UserId};
 use facemake::ports::{AdjustOutcome, NewUser, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
 use facemake::wiring::Store;
 
@@ -20,6 +20,10 @@ testkit::store_contract!(
     adjustments_never_take_the_balance_below_zero,
     the_ledger_pages_newest_first_without_gaps,
     notifications_are_recorded_once,
+    a_refund_of_spent_credits_is_owed_and_the_next_purchase_pays_it_once,
+    concurrent_purchases_pay_a_debt_exactly_once,
+    concurrent_refunds_of_spent_purchases_owe_both,
+    a_reversal_gives_back_what_was_paid_and_clears_what_is_owed,
 );
 
 fn unique_phone() -> PhoneNumber {
@@ -88,9 +92,9 @@ async fn a_purchase_is_credited_once_and_only_to_its_owner(store: Arc<dyn Store>
     let (alice, bob) = (user(&store).await, user(&store).await);
     let tx = unique_transaction();
     let first = store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap();
-    assert_eq!(first, PurchaseOutcome::Credited { credits_added: 10, balance: 13 });
+    assert_eq!(first, PurchaseOutcome::Credited { credits_added: 10, debt_paid: 0, balance: 13 });
     let again = store.credit_purchase(&alice, &purchase(&tx, 10), NOW + 1).await.unwrap();
-    assert_eq!(again, PurchaseOutcome::AlreadyCredited { credits_added: 10, balance: 13 });
+    assert_eq!(again, PurchaseOutcome::AlreadyCredited { credits_added: 10, debt_paid: 0, balance: 13 });
     assert_eq!(store.credit_purchase(&bob, &purchase(&tx, 10), NOW).await.unwrap(), PurchaseOutcome::OtherUser);
     assert_eq!(store.balance(&bob).await.unwrap(), 3);
     assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 13);
@@ -112,7 +116,7 @@ async fn fifty_concurrent_posts_of_one_transaction_credit_it_once(store: Arc<dyn
     for t in tasks {
         match t.await.unwrap() {
             PurchaseOutcome::Credited { .. } => credited += 1,
-            PurchaseOutcome::AlreadyCredited { credits_added, balance } => {
+            PurchaseOutcome::AlreadyCredited { credits_added, balance, .. } => {
                 assert_eq!(credits_added, 10);
                 assert!(balance == 13, "a repeat sees the credited balance, got {balance}");
             }
@@ -145,21 +149,22 @@ async fn a_refund_takes_back_once_floors_at_zero_and_reverses(store: Arc<dyn Sto
     // Alice spends 12 of her 13 credits; Apple then refunds the 10-credit purchase.
     assert_eq!(store.adjust(&alice, -12, "spent", NOW).await.unwrap(), AdjustOutcome::Applied { balance: 1 });
     let refund = store.refund_purchase(&tx, "n-refund", NOW).await.unwrap();
-    assert_eq!(refund, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0 });
+    assert_eq!(refund, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0, debt: 9 });
     let ledger = whole_ledger(&store, &alice).await;
-    assert_eq!((ledger[0].kind, ledger[0].amount, ledger[0].shortfall), (LedgerKind::Refund, -1, Some(9)));
+    assert_eq!((ledger[1].kind, ledger[1].amount, ledger[1].shortfall), (LedgerKind::Refund, -1, Some(9)));
+    assert_eq!((ledger[0].kind, ledger[0].amount, ledger[0].debt_after), (LedgerKind::Debt, 0, Some(9)));
     // The same notification again, and another refund notification of the same transaction: nothing more.
     assert_eq!(store.refund_purchase(&tx, "n-refund", NOW).await.unwrap(), RefundOutcome::Duplicate);
     assert_eq!(store.refund_purchase(&tx, "n-refund-2", NOW).await.unwrap(), RefundOutcome::NotApplicable);
     assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
-    // Apple reverses the refund: what was taken comes back, once.
+    // Apple reverses the refund: what was taken comes back and what was owed is cleared, once.
     let reversal = store.reverse_refund(&tx, "n-reversed", NOW).await.unwrap();
-    assert_eq!(reversal, RefundOutcome::Applied { user: alice.clone(), amount: 1, shortfall: 0, balance: 1 });
+    assert_eq!(reversal, RefundOutcome::Applied { user: alice.clone(), amount: 1, shortfall: 0, balance: 1, debt: 0 });
     assert_eq!(store.reverse_refund(&tx, "n-reversed", NOW).await.unwrap(), RefundOutcome::Duplicate);
     assert_eq!(store.reverse_refund(&tx, "n-reversed-2", NOW).await.unwrap(), RefundOutcome::NotApplicable);
     // A second refund after the reversal applies again.
     let again = store.refund_purchase(&tx, "n-refund-3", NOW).await.unwrap();
-    assert_eq!(again, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0 });
+    assert_eq!(again, RefundOutcome::Applied { user: alice.clone(), amount: -1, shortfall: 9, balance: 0, debt: 9 });
     assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
     // The purchase itself stays Alice's: posting it again credits nothing.
     assert!(matches!(
@@ -251,4 +256,87 @@ async fn notifications_are_recorded_once(store: Arc<dyn Store>) {
     let id = format!("n-{}", facemake::domain::new_id());
     assert_eq!(store.record_notification(&id, NOW).await.unwrap(), Written::Yes);
     assert_eq!(store.record_notification(&id, NOW).await.unwrap(), Written::Conflict);
+}
+
+/// Alice buys 10 (13 in all), spends 12, and Apple refunds the purchase: 1 is taken back and 9 are owed.
+async fn in_debt(store: &Arc<dyn Store>) -> (UserId, String) {
+    let alice = user(store).await;
+    let tx = unique_transaction();
+    store.credit_purchase(&alice, &purchase(&tx, 10), NOW).await.unwrap();
+    store.adjust(&alice, -12, "spent", NOW).await.unwrap();
+    assert!(matches!(
+        store.refund_purchase(&tx, &unique_transaction(), NOW).await.unwrap(),
+        RefundOutcome::Applied { .. }
+    ));
+    assert_eq!(store.funds(&alice).await.unwrap(), Funds { balance: 0, debt: 9 });
+    (alice, tx)
+}
+
+async fn a_refund_of_spent_credits_is_owed_and_the_next_purchase_pays_it_once(store: Arc<dyn Store>) {
+    let (alice, _) = in_debt(&store).await;
+    let next = unique_transaction();
+    let paid = store.credit_purchase(&alice, &purchase(&next, 10), NOW).await.unwrap();
+    assert_eq!(paid, PurchaseOutcome::Credited { credits_added: 10, debt_paid: 9, balance: 1 });
+    assert_eq!(store.funds(&alice).await.unwrap(), Funds { balance: 1, debt: 0 });
+    let ledger = whole_ledger(&store, &alice).await;
+    let top: Vec<_> = ledger[..2].iter().map(|e| (e.kind, e.amount, e.balance_after, e.debt_after)).collect();
+    assert_eq!(top, [(LedgerKind::Debt, -9, 1, Some(0)), (LedgerKind::Purchase, 10, 10, None)]);
+    assert_eq!((ledger[0].reference.as_str(), ledger[1].reference.as_str()), (next.as_str(), next.as_str()));
+    // Posted again: nothing more is paid or credited, and the answer repeats what the first post did.
+    let again = store.credit_purchase(&alice, &purchase(&next, 10), NOW).await.unwrap();
+    assert_eq!(again, PurchaseOutcome::AlreadyCredited { credits_added: 10, debt_paid: 9, balance: 1 });
+    // The purchase after that is credited whole.
+    let third = store.credit_purchase(&alice, &purchase(&unique_transaction(), 10), NOW).await.unwrap();
+    assert_eq!(third, PurchaseOutcome::Credited { credits_added: 10, debt_paid: 0, balance: 11 });
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 11);
+}
+
+async fn concurrent_purchases_pay_a_debt_exactly_once(store: Arc<dyn Store>) {
+    let (alice, _) = in_debt(&store).await;
+    // Eight purchases of 2 at once against a debt of 9: 9 is paid in all, whatever the order.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move { store.credit_purchase(&alice, &purchase(&unique_transaction(), 2), NOW).await })
+        })
+        .collect();
+    let mut paid = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            PurchaseOutcome::Credited { credits_added: 2, debt_paid, .. } => paid += debt_paid,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(paid, 9);
+    assert_eq!(store.funds(&alice).await.unwrap(), Funds { balance: 7, debt: 0 });
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 7);
+}
+
+async fn concurrent_refunds_of_spent_purchases_owe_both(store: Arc<dyn Store>) {
+    let alice = user(&store).await;
+    let (a, b) = (unique_transaction(), unique_transaction());
+    store.credit_purchase(&alice, &purchase(&a, 10), NOW).await.unwrap();
+    store.credit_purchase(&alice, &purchase(&b, 5), NOW).await.unwrap();
+    store.adjust(&alice, -18, "spent", NOW).await.unwrap();
+    // Both refunds at once on a balance of 0: the balance does not change, so only the debt's own
+    // condition keeps one from overwriting the other.
+    let (ra, rb) = tokio::join!(store.refund_purchase(&a, "n-a", NOW), store.refund_purchase(&b, "n-b", NOW));
+    assert!(matches!(ra.unwrap(), RefundOutcome::Applied { shortfall: 10, .. }));
+    assert!(matches!(rb.unwrap(), RefundOutcome::Applied { shortfall: 5, .. }));
+    assert_eq!(store.funds(&alice).await.unwrap(), Funds { balance: 0, debt: 15 });
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 0);
+}
+
+async fn a_reversal_gives_back_what_was_paid_and_clears_what_is_owed(store: Arc<dyn Store>) {
+    let (alice, refunded) = in_debt(&store).await;
+    // A purchase of 4 pays 4 of the 9 owed; then Apple reverses the refund.
+    let paid = store.credit_purchase(&alice, &purchase(&unique_transaction(), 4), NOW).await.unwrap();
+    assert_eq!(paid, PurchaseOutcome::Credited { credits_added: 4, debt_paid: 4, balance: 0 });
+    let reversal = store.reverse_refund(&refunded, "n-reversed", NOW).await.unwrap();
+    // The 5 still owed are cleared; the 1 taken and the 4 paid come back.
+    assert_eq!(reversal, RefundOutcome::Applied { user: alice.clone(), amount: 5, shortfall: 0, balance: 5, debt: 0 });
+    let ledger = whole_ledger(&store, &alice).await;
+    assert_eq!((ledger[0].kind, ledger[0].debt_after), (LedgerKind::Reversal, Some(0)));
+    assert_eq!(store.funds(&alice).await.unwrap(), Funds { balance: 5, debt: 0 });
+    assert_eq!(assert_ledger_matches_balance(&store, &alice).await, 5);
 }

@@ -43,7 +43,7 @@ impl Fixture {
     }
 
     async fn balance(&self) -> u64 {
-        self.credits.balance(&self.user).await.unwrap()
+        self.credits.funds(&self.user).await.unwrap().balance
     }
 
     fn notification(&self, kind: &str, uuid: &str, transaction_id: &str) -> String {

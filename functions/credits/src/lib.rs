@@ -45,6 +45,10 @@ struct Product {
 #[serde(rename_all = "camelCase")]
 struct BalanceView {
     balance: u64,
+    /// Credits an App Store refund could not take back because they were spent: the next purchase pays them
+    /// first. Present only when owed (0 is left out, so the contract's shape is unchanged for everyone else).
+    #[serde(skip_serializing_if = "is_zero")]
+    debt: u64,
     products: Vec<Product>,
     /// What the app passes as StoreKit's `appAccountToken` when it buys (the user id as a UUID).
     app_account_token: String,
@@ -52,7 +56,7 @@ struct BalanceView {
 
 async fn balance(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.user(&req).await?;
-    let balance = state.credits.balance(&user).await?;
+    let funds = state.credits.funds(&user).await?;
     let products = state
         .credits
         .config
@@ -61,7 +65,8 @@ async fn balance(state: Arc<State>, req: Request, _: PathParams) -> Result<Respo
         .map(|p| Product { product_id: p.product_id.clone(), credits: p.credits })
         .collect();
     let token = user.app_account_token().to_string();
-    Ok(json(StatusCode::OK, &BalanceView { balance, products, app_account_token: token }))
+    let view = BalanceView { balance: funds.balance, debt: funds.debt, products, app_account_token: token };
+    Ok(json(StatusCode::OK, &view))
 }
 
 const DEFAULT_LIMIT: usize = 20;
@@ -95,7 +100,14 @@ struct PurchaseView {
     transaction_id: String,
     product_id: String,
     credits_added: u64,
+    /// Of `creditsAdded`, what paid a debt (left out when nothing did).
+    #[serde(skip_serializing_if = "is_zero")]
+    debt_paid: u64,
     balance: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn purchase_error(e: PurchaseError) -> ApiError {
@@ -122,11 +134,18 @@ async fn purchase(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
     }
     let p =
         state.credits.purchase(&user, body.signed_transaction.trim(), check.deleted()).await.map_err(purchase_error)?;
-    tracing::info!(transaction_id = %p.transaction_id, credits_added = p.credits_added, new = p.new, "purchase");
+    tracing::info!(
+        transaction_id = %p.transaction_id,
+        credits_added = p.credits_added,
+        debt_paid = p.debt_paid,
+        new = p.new,
+        "purchase"
+    );
     let view = PurchaseView {
         transaction_id: p.transaction_id,
         product_id: p.product_id,
         credits_added: p.credits_added,
+        debt_paid: p.debt_paid,
         balance: p.balance,
     };
     Ok(json(StatusCode::OK, &view))

@@ -1,6 +1,7 @@
 //! Black-box: what an attacker with one phone and a script tries, over HTTP, on the in-memory store and on
 //! DynamoDB Local (issue 13). Deleting the account and signing up again earns no new starter grant and
-//! resets no send limit; one address cannot use up a stranger's number.
+//! resets no send limit; one address cannot use up a stranger's number; buy → spend → refund leaves a debt
+//! that the next purchase pays.
 
 use crate::common;
 
@@ -100,6 +101,56 @@ async fn starter_grant_farming_earns_nothing(store: Arc<dyn Store>, phone: &str)
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")));
 }
 
+/// StoreKit's stand-in signs a purchase of `product` for the account; the app posts it.
+async fn buy(api: &Api, token: &str, product: &str) -> (String, serde_json::Value) {
+    let account_token = api.get("/v1/credits", Some(token)).await.1["appAccountToken"].clone();
+    let (_, signed) = api
+        .post("/_local/app-store/transactions", json!({"productId": product, "appAccountToken": account_token}), None)
+        .await;
+    let (status, bought) =
+        api.post("/v1/credits/purchases", json!({"signedTransaction": signed["signedTransaction"]}), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{bought}");
+    (signed["transactionId"].as_str().unwrap().to_owned(), bought)
+}
+
+async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase(store: Arc<dyn Store>, phone: &str) {
+    let api = Api::start(store.clone()).await;
+    let token = api.sign_in(phone).await;
+    let (refunded, _) = buy(&api, &token, "app.facemake.credits.10").await;
+    // The user spends 12 of the 13 credits (on the store directly: a generation per credit is the app's way,
+    // and other tests' business), then asks Apple for a refund of the purchase.
+    let id = api.get("/v1/me", Some(&token)).await.1["id"].as_str().unwrap().to_owned();
+    let user = facemake::domain::UserId::parse(&id).unwrap();
+    store.adjust(&user, -12, "spent", 1).await.unwrap();
+    let (_, notification) = api
+        .post("/_local/app-store/notifications", json!({"notificationType": "REFUND", "transactionId": refunded}), None)
+        .await;
+    let (status, _) =
+        api.post("/v1/webhooks/app-store", json!({"signedPayload": notification["signedPayload"]}), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, credits) = api.get("/v1/credits", Some(&token)).await;
+    assert_eq!((credits["balance"].clone(), credits["debt"].clone()), (json!(0), json!(9)), "{credits}");
+    let (_, history) = api.get("/v1/credits/history?limit=2", Some(&token)).await;
+    let top: Vec<_> =
+        history["items"].as_array().unwrap().iter().map(|e| (e["kind"].clone(), e["amount"].clone())).collect();
+    assert_eq!(top, [(json!("debt"), json!(0)), (json!("refund"), json!(-1))], "{history}");
+    assert_eq!(
+        (history["items"][0]["debtAfter"].clone(), history["items"][1]["shortfall"].clone()),
+        (json!(9), json!(9))
+    );
+
+    // The next purchase pays the 9 owed first: 10 bought, 1 to spend. Posted again, it pays nothing more.
+    let (_, bought) = buy(&api, &token, "app.facemake.credits.10").await;
+    assert_eq!(
+        (bought["creditsAdded"].clone(), bought["debtPaid"].clone(), bought["balance"].clone()),
+        (json!(10), json!(9), json!(1))
+    );
+    let (_, credits) = api.get("/v1/credits", Some(&token)).await;
+    assert_eq!((credits["balance"].clone(), credits.get("debt")), (json!(1), None), "nothing owed: {credits}");
+    let history = api.all_pages("/v1/credits/history?x=1", 3, Some(&token)).await;
+    assert_eq!(history.iter().map(|e| e["amount"].as_i64().unwrap()).sum::<i64>(), 1, "the ledger sums to the balance");
+}
+
 async fn the_cooldown_survives_the_deletion(store: Arc<dyn Store>, phone: &str) {
     let api = Api::start(store).await;
     let token = api.sign_in(phone).await;
@@ -149,4 +200,15 @@ async fn a_spent_sms_budget_is_503_with_retry_after_on_the_in_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_sms_budget_is_503_with_retry_after_on_dynamodb_local() {
     a_spent_sms_budget_is_503_with_retry_after(Arc::new(testkit::dynamodb_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase_on_the_in_memory_store() {
+    a_refund_of_spent_credits_is_paid_by_the_next_purchase(Arc::new(MemoryStore::new()), "+14155550193").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase_on_dynamodb_local() {
+    a_refund_of_spent_credits_is_paid_by_the_next_purchase(Arc::new(testkit::dynamodb_store().await), "+14155550193")
+        .await;
 }

@@ -9,7 +9,7 @@ mod template;
 mod time;
 mod user;
 
-pub use credits::{LedgerEntry, LedgerKind};
+pub use credits::{Funds, FundsChange, LedgerEntry, LedgerKind, RefundSplit};
 pub use generation::{object_keys, FailFrom, Generation, GenerationStatus, Timings, UploadId};
 pub use ids::{deletion_key, new_id, UserId};
 pub use otp::{NumberMark, OtpCode, OtpRecord, OtpRefusal, SendLimits, SendRefusal, Sends};

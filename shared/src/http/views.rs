@@ -108,7 +108,7 @@ pub struct CategoryView {
     pub count: usize,
 }
 
-/// A ledger entry: `{id, kind, amount, balanceAfter, reference, createdAt, shortfall?}`.
+/// A ledger entry: `{id, kind, amount, balanceAfter, reference, createdAt, shortfall?, debtAfter?}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntryView {
@@ -121,6 +121,9 @@ pub struct LedgerEntryView {
     /// Credits a refund could not take back because they were already spent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shortfall: Option<u64>,
+    /// What the user owes after this entry, on entries that change it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debt_after: Option<u64>,
 }
 
 impl From<&LedgerEntry> for LedgerEntryView {
@@ -133,6 +136,7 @@ impl From<&LedgerEntry> for LedgerEntryView {
             reference: e.reference.clone(),
             created_at: rfc3339(e.created_at),
             shortfall: e.shortfall,
+            debt_after: e.debt_after,
         }
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{PortError, Written};
-use crate::domain::{LedgerEntry, UnixTime, UserId};
+use crate::domain::{Funds, LedgerEntry, UnixTime, UserId};
 
 /// One page of a user's credits ledger, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +37,10 @@ pub struct VerifiedPurchase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurchaseOutcome {
-    Credited {
-        credits_added: u64,
-        balance: u64,
-    },
+    /// `debt_paid` of the credits paid what the user owed (`Funds::purchase`).
+    Credited { credits_added: u64, debt_paid: u64, balance: u64 },
     /// This user was credited for the transaction before: nothing changed.
-    AlreadyCredited {
-        credits_added: u64,
-        balance: u64,
-    },
+    AlreadyCredited { credits_added: u64, debt_paid: u64, balance: u64 },
     /// The transaction was credited to another user.
     OtherUser,
     /// Apple refunded the transaction before it was ever credited.
@@ -55,8 +50,9 @@ pub enum PurchaseOutcome {
 /// The result of a refund or refund reversal from an App Store notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundOutcome {
-    /// The balance changed by `amount` (negative for a refund); `shortfall` credits could not be taken back.
-    Applied { user: UserId, amount: i64, shortfall: u64, balance: u64 },
+    /// The balance changed by `amount` (negative for a refund); `shortfall` credits could not be taken back
+    /// and are owed (`debt` is what the user owes after the change).
+    Applied { user: UserId, amount: i64, shortfall: u64, balance: u64, debt: u64 },
     /// The transaction is not in a state this notification applies to (refunded twice, reversed unrefunded).
     NotApplicable,
     /// We never credited the transaction; it is now marked refunded so a later post of it is refused.
@@ -83,34 +79,36 @@ pub enum AdjustOutcome {
 pub trait CreditsStore: Send + Sync {
     /// The balance; 0 for a user without one.
     async fn balance(&self, id: &UserId) -> Result<u64, PortError>;
-    /// Credits `purchase` to `user` once per transaction id.
+    /// The balance and what the user owes (zeros for a user without a balance).
+    async fn funds(&self, id: &UserId) -> Result<Funds, PortError>;
+    /// Credits `purchase` to `user` once per transaction id, paying what the user owes first.
     async fn credit_purchase(
         &self,
         user: &UserId,
         purchase: &VerifiedPurchase,
         now: UnixTime,
     ) -> Result<PurchaseOutcome, PortError>;
-    /// [`CreditsStore::credit_purchase`], charging from `balance_read` (the balance as the caller just read
-    /// it, beside its other reads) instead of reading it first; a stale value only costs a retry.
+    /// [`CreditsStore::credit_purchase`], computed from `funds_read` (the funds as the caller just read them,
+    /// beside its other reads) instead of reading them first; a stale value only costs a retry.
     async fn credit_purchase_from(
         &self,
         user: &UserId,
         purchase: &VerifiedPurchase,
         now: UnixTime,
-        balance_read: Option<u64>,
+        funds_read: Option<Funds>,
     ) -> Result<PurchaseOutcome, PortError> {
-        let _ = balance_read;
+        let _ = funds_read;
         self.credit_purchase(user, purchase, now).await
     }
-    /// Takes back the credits of a refunded transaction (down to a balance of zero), once per notification and
-    /// once per refund.
+    /// Takes back the credits of a refunded transaction (down to a balance of zero, the rest owed), once per
+    /// notification and once per refund.
     async fn refund_purchase(
         &self,
         transaction_id: &str,
         notification_id: &str,
         now: UnixTime,
     ) -> Result<RefundOutcome, PortError>;
-    /// Gives back what a refund took, once.
+    /// Gives back what a refund took and clears what it left owed, once.
     async fn reverse_refund(
         &self,
         transaction_id: &str,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::adapters::appstore::{AppStoreVerifier, Rejection, SignedTransaction};
 use crate::config::CreditsConfig;
-use crate::domain::UserId;
+use crate::domain::{Funds, UserId};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     Clock, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
@@ -46,6 +46,8 @@ pub struct Purchased {
     pub transaction_id: String,
     pub product_id: String,
     pub credits_added: u64,
+    /// Of `credits_added`, what paid the user's debt (credits an App Store refund could not take back).
+    pub debt_paid: u64,
     pub balance: u64,
     /// False when this call credited nothing because the transaction was credited before.
     pub new: bool,
@@ -71,8 +73,9 @@ pub enum Handled {
 }
 
 impl Credits {
-    pub async fn balance(&self, user: &UserId) -> Result<u64, PortError> {
-        self.store.balance(user).await
+    /// The balance and what the user owes.
+    pub async fn funds(&self, user: &UserId) -> Result<Funds, PortError> {
+        self.store.funds(user).await
     }
 
     pub async fn history(&self, user: &UserId, limit: usize, before: Option<&str>) -> Result<LedgerPage, PortError> {
@@ -89,7 +92,7 @@ impl Credits {
         signed_transaction: &str,
         account_deleted: impl std::future::Future<Output = Result<bool, PortError>>,
     ) -> Result<Purchased, PurchaseError> {
-        let (deleted, balance) = tokio::join!(account_deleted, self.store.balance(user));
+        let (deleted, funds) = tokio::join!(account_deleted, self.store.funds(user));
         if deleted? {
             return Err(PurchaseError::AccountDeleted);
         }
@@ -110,19 +113,22 @@ impl Credits {
             credits,
             environment: t.environment.clone(),
         };
-        let purchased = |credits_added, balance, new| Purchased {
+        let purchased = |credits_added, debt_paid, balance, new| Purchased {
             transaction_id: t.transaction_id.clone(),
             product_id: t.product_id.clone(),
             credits_added,
+            debt_paid,
             balance,
             new,
         };
-        match self.store.credit_purchase_from(user, &purchase, self.clock.now(), Some(balance?)).await? {
-            PurchaseOutcome::Credited { credits_added, balance } => {
+        match self.store.credit_purchase_from(user, &purchase, self.clock.now(), Some(funds?)).await? {
+            PurchaseOutcome::Credited { credits_added, debt_paid, balance } => {
                 self.metrics.record(Metric::CreditsPurchased, credits_added as f64);
-                Ok(purchased(credits_added, balance, true))
+                Ok(purchased(credits_added, debt_paid, balance, true))
             }
-            PurchaseOutcome::AlreadyCredited { credits_added, balance } => Ok(purchased(credits_added, balance, false)),
+            PurchaseOutcome::AlreadyCredited { credits_added, debt_paid, balance } => {
+                Ok(purchased(credits_added, debt_paid, balance, false))
+            }
             PurchaseOutcome::OtherUser => Err(PurchaseError::OtherUser),
             PurchaseOutcome::Revoked => Err(PurchaseError::Revoked),
         }
@@ -187,8 +193,8 @@ impl Credits {
 /// A notification's outcome for the log line (the user appears only as a reference).
 fn outcome_text(handled: &Handled) -> String {
     let refund = |r: &RefundOutcome| match r {
-        RefundOutcome::Applied { amount, shortfall, balance, .. } => {
-            format!("applied amount={amount} shortfall={shortfall} balance={balance}")
+        RefundOutcome::Applied { amount, shortfall, balance, debt, .. } => {
+            format!("applied amount={amount} shortfall={shortfall} balance={balance} debt={debt}")
         }
         other => format!("{other:?}"),
     };

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::accounts::{user_pk, LedgerItem};
 use super::{cancellation_codes, from_item, key, n, sdk_error, to_item, DynamoStore, Item};
-use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::domain::{Funds, FundsChange, LedgerEntry, LedgerKind, UnixTime, UserId};
 use crate::ports::{
     AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
     Written,
@@ -28,7 +28,16 @@ pub(super) const MAX_ATTEMPTS: u32 = 40;
 
 /// What to do with the balance a change was computed from.
 pub(super) enum Decision<T> {
-    Apply { entry: LedgerEntry, then: T },
+    /// Change the balance only (conditioned on the balance).
+    Apply {
+        entry: LedgerEntry,
+        then: T,
+    },
+    /// Change the balance and the debt (conditioned on both), with the change's entries in order.
+    Funds {
+        change: FundsChange,
+        then: T,
+    },
     Stop(T),
 }
 
@@ -58,26 +67,27 @@ pub(super) async fn backoff(attempt: u32) {
 }
 
 impl DynamoStore {
-    async fn read_balance(&self, user: &UserId) -> Result<Option<u64>, PortError> {
+    async fn read_funds(&self, user: &UserId) -> Result<Option<Funds>, PortError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.tables.credits)
             .set_key(Some(key(user_pk(user), BALANCE)))
             .consistent_read(true)
-            .projection_expression("balance")
+            .projection_expression("balance, debt")
             .send()
             .await
             .map_err(|e| sdk_error("credits", e))?;
-        match out.item.and_then(|mut i| i.remove("balance")) {
-            None => Ok(None),
+        let Some(mut item) = out.item else { return Ok(None) };
+        let number = |v: Option<aws_sdk_dynamodb::types::AttributeValue>| match v {
+            None => Ok(0),
             Some(v) => v
                 .as_n()
                 .ok()
                 .and_then(|n| n.parse().ok())
-                .map(Some)
-                .ok_or_else(|| PortError::internal("credits", "balance is not a number")),
-        }
+                .ok_or_else(|| PortError::internal("credits", "balance or debt is not a number")),
+        };
+        Ok(Some(Funds { balance: number(item.remove("balance"))?, debt: number(item.remove("debt"))? }))
     }
 
     /// Changes `user`'s balance as `decide` says, together with `extra` writes, in one transaction that holds
@@ -103,35 +113,73 @@ impl DynamoStore {
         extra: impl Fn(&LedgerEntry) -> Result<Vec<TransactWriteItem>, PortError>,
         decide: impl Fn(Option<u64>) -> Decision<T>,
     ) -> Result<Change<T>, PortError> {
+        // A balance-only decision never looks at the debt, so a balance read alone can seed it.
+        let read = read.map(|balance| Funds { balance, debt: 0 });
+        let extra = |entries: &[LedgerEntry]| entries.first().map_or(Ok(vec![]), &extra);
+        self.change_funds_from(user, now, read, extra, |funds| decide(funds.map(|f| f.balance))).await
+    }
+
+    /// [`DynamoStore::change_balance_from`] for decisions that may also change the debt (`Decision::Funds`):
+    /// those are conditioned on the balance and the debt they were computed from, and write every entry of
+    /// the change. `extra` gets the change's entries.
+    pub(super) async fn change_funds_from<T>(
+        &self,
+        user: &UserId,
+        now: UnixTime,
+        read: Option<Funds>,
+        extra: impl Fn(&[LedgerEntry]) -> Result<Vec<TransactWriteItem>, PortError>,
+        decide: impl Fn(Option<Funds>) -> Decision<T>,
+    ) -> Result<Change<T>, PortError> {
         for attempt in 1..=MAX_ATTEMPTS {
             let current = match (attempt, read) {
-                (1, Some(balance)) => Some(balance),
-                _ => self.read_balance(user).await?,
+                (1, Some(funds)) => Some(funds),
+                _ => self.read_funds(user).await?,
             };
-            let (entry, then) = match decide(current) {
+            let (entries, debt_after, then) = match decide(current) {
                 Decision::Stop(t) => return Ok(Change::Stopped(t)),
-                Decision::Apply { entry, then } => (entry, then),
+                Decision::Apply { entry, then } => (vec![entry], None, then),
+                Decision::Funds { change, then } => (change.entries, Some(change.after.debt), then),
+            };
+            let Some(last) = entries.last() else {
+                return Err(PortError::internal("credits", "a balance change without a ledger entry"));
             };
             let mut update = Update::builder()
                 .table_name(&self.tables.credits)
                 .set_key(Some(key(user_pk(user), BALANCE)))
-                .update_expression("SET balance = :new, updatedAt = :now")
-                .expression_attribute_values(":new", n(entry.balance_after))
+                .expression_attribute_values(":new", n(last.balance_after))
                 .expression_attribute_values(":now", n(now));
-            update = match current {
-                Some(old) => update.condition_expression("balance = :old").expression_attribute_values(":old", n(old)),
-                None => update.condition_expression("attribute_not_exists(pk)"),
+            update = match debt_after {
+                None => update.update_expression("SET balance = :new, updatedAt = :now"),
+                Some(debt) => update
+                    .update_expression("SET balance = :new, debt = :debt, updatedAt = :now")
+                    .expression_attribute_values(":debt", n(debt)),
+            };
+            // Balance-only changes hold on the balance; debt changes also on the debt (0 is also "absent").
+            update = match (current, debt_after) {
+                (None, _) => update.condition_expression("attribute_not_exists(pk)"),
+                (Some(old), None) => {
+                    update.condition_expression("balance = :old").expression_attribute_values(":old", n(old.balance))
+                }
+                (Some(old), Some(_)) if old.debt == 0 => update
+                    .condition_expression("balance = :old AND (attribute_not_exists(debt) OR debt = :oldDebt)")
+                    .expression_attribute_values(":old", n(old.balance))
+                    .expression_attribute_values(":oldDebt", n(0)),
+                (Some(old), Some(_)) => update
+                    .condition_expression("balance = :old AND debt = :oldDebt")
+                    .expression_attribute_values(":old", n(old.balance))
+                    .expression_attribute_values(":oldDebt", n(old.debt)),
             };
             let update = update.build().map_err(|e| PortError::internal("credits", e))?;
-            let extra_items = extra(&entry)?;
-            let mut items = vec![
-                TransactWriteItem::builder().update(update).build(),
-                transact_item_put(
+            let extra_items = extra(&entries)?;
+            let mut items = vec![TransactWriteItem::builder().update(update).build()];
+            for entry in &entries {
+                items.push(transact_item_put(
                     &self.tables.credits,
-                    to_item("credits", &LedgerItem::new(user, &entry))?,
+                    to_item("credits", &LedgerItem::new(user, entry))?,
                     "attribute_not_exists(pk)",
-                )?,
-            ];
+                )?);
+            }
+            let fixed = items.len();
             items.extend(extra_items);
             let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             let err = match result {
@@ -143,7 +191,7 @@ impl DynamoStore {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     let codes = cancellation_codes(c.cancellation_reasons());
                     // An `extra` condition decides the outcome: another writer did what this one came to do.
-                    if let Some(i) = codes.iter().skip(2).position(|c| *c == Some("ConditionalCheckFailed")) {
+                    if let Some(i) = codes.iter().skip(fixed).position(|c| *c == Some("ConditionalCheckFailed")) {
                         return Ok(Change::ExtraFailed(i));
                     }
                     let raced =
@@ -184,7 +232,11 @@ impl LedgerReader for DynamoStore {
 #[async_trait]
 impl CreditsStore for DynamoStore {
     async fn balance(&self, id: &UserId) -> Result<u64, PortError> {
-        Ok(self.read_balance(id).await?.unwrap_or(0))
+        Ok(self.read_funds(id).await?.map_or(0, |f| f.balance))
+    }
+
+    async fn funds(&self, id: &UserId) -> Result<Funds, PortError> {
+        Ok(self.read_funds(id).await?.unwrap_or_default())
     }
 
     async fn credit_purchase(
@@ -201,9 +253,9 @@ impl CreditsStore for DynamoStore {
         user: &UserId,
         purchase: &VerifiedPurchase,
         now: UnixTime,
-        balance_read: Option<u64>,
+        funds_read: Option<Funds>,
     ) -> Result<PurchaseOutcome, PortError> {
-        self.post_purchase(user, purchase, now, balance_read).await
+        self.post_purchase(user, purchase, now, funds_read).await
     }
 
     async fn refund_purchase(

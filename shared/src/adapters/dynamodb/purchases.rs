@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::credits::{backoff, transact_item_put, Change, Decision, MAX_ATTEMPTS};
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
-use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::domain::{Funds, LedgerKind, UnixTime, UserId};
 use crate::ports::{CreditsStore, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
 
 /// How long a processed notification is remembered (Apple retries a failed delivery five times, the last
@@ -46,6 +46,12 @@ struct PurchaseItem {
     /// What the last refund actually took (what a reversal gives back).
     #[serde(default)]
     refunded_credits: u64,
+    /// What the last refund could not take and left owed (what a reversal clears or gives back).
+    #[serde(default)]
+    refund_shortfall: u64,
+    /// Of `credits`, what paid a debt when the purchase was credited.
+    #[serde(default)]
+    debt_paid: u64,
     created_at: UnixTime,
 }
 
@@ -87,7 +93,7 @@ impl DynamoStore {
         transact_item_put(&self.tables.credits, to_item("credits", &item)?, "attribute_not_exists(pk)")
     }
 
-    /// Moves a purchase record from `from` to `to` (recording what a refund took), on the condition that it
+    /// Moves a purchase record from `from` to `to` (recording what a refund took and left owed), on the condition that it
     /// is still in `from` and still belongs to `owner` (account deletion re-keys purchases to an anonymous id:
     /// a refund that read the old owner retries and applies to the new one).
     fn purchase_transition(
@@ -97,18 +103,20 @@ impl DynamoStore {
         from: PurchaseState,
         to: PurchaseState,
         refunded_credits: u64,
+        refund_shortfall: u64,
     ) -> Result<TransactWriteItem, PortError> {
         let state = |s: PurchaseState| if s == PurchaseState::Credited { "credited" } else { "refunded" };
         let update = Update::builder()
             .table_name(&self.tables.credits)
             .set_key(Some(key(purchase_pk(transaction_id), "TXN")))
-            .update_expression("SET #state = :to, refundedCredits = :taken")
+            .update_expression("SET #state = :to, refundedCredits = :taken, refundShortfall = :owed")
             .condition_expression("#state = :from AND userId = :owner")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":from", s(state(from)))
             .expression_attribute_values(":to", s(state(to)))
             .expression_attribute_values(":taken", n(refunded_credits))
+            .expression_attribute_values(":owed", n(refund_shortfall))
             .build()
             .map_err(|e| PortError::internal("credits", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -128,9 +136,9 @@ impl DynamoStore {
         user: &UserId,
         purchase: &VerifiedPurchase,
         now: UnixTime,
-        balance_read: Option<u64>,
+        funds_read: Option<Funds>,
     ) -> Result<PurchaseOutcome, PortError> {
-        let record = PurchaseItem {
+        let record = |debt_paid| PurchaseItem {
             pk: purchase_pk(&purchase.transaction_id),
             sk: "TXN".to_owned(),
             user_id: Some(user.clone()),
@@ -140,32 +148,37 @@ impl DynamoStore {
             credits: purchase.credits,
             state: PurchaseState::Credited,
             refunded_credits: 0,
+            refund_shortfall: 0,
+            debt_paid,
             created_at: now,
         };
-        let record = to_item("credits", &record)?;
         let change = self
-            .change_balance_from(
+            .change_funds_from(
                 user,
                 now,
-                balance_read,
-                |_| Ok(vec![transact_item_put(&self.tables.credits, record.clone(), "attribute_not_exists(pk)")?]),
-                |balance| match LedgerEntry::apply(
-                    LedgerKind::Purchase,
-                    balance.unwrap_or(0),
-                    i64::try_from(purchase.credits).unwrap_or(i64::MAX),
-                    &purchase.transaction_id,
-                    now,
-                ) {
-                    Some(entry) => {
-                        let balance = entry.balance_after;
-                        Decision::Apply { entry, then: balance }
+                funds_read,
+                |entries| {
+                    let paid =
+                        entries.iter().filter(|e| e.kind == LedgerKind::Debt).map(|e| e.amount.unsigned_abs()).sum();
+                    let item = to_item("credits", &record(paid))?;
+                    Ok(vec![transact_item_put(&self.tables.credits, item, "attribute_not_exists(pk)")?])
+                },
+                |funds| {
+                    let funds = funds.unwrap_or_default();
+                    match funds.purchase(purchase.credits, &purchase.transaction_id, now) {
+                        Some((change, paid)) => {
+                            let then = (paid, change.after.balance);
+                            Decision::Funds { change, then }
+                        }
+                        None => Decision::Stop((0, funds.balance)),
                     }
-                    None => Decision::Stop(balance.unwrap_or(0)),
                 },
             )
             .await?;
         match change {
-            Change::Applied(balance) => Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, balance }),
+            Change::Applied((debt_paid, balance)) => {
+                Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, debt_paid, balance })
+            }
             Change::Stopped(_) => Err(PortError::internal("credits", "balance overflow")),
             Change::ExtraFailed(_) => {
                 // The record and the balance in one round trip (the balance only matters when it is ours).
@@ -174,9 +187,11 @@ impl DynamoStore {
                 let existing = existing
                     .ok_or_else(|| PortError::internal("credits", "purchase condition failed but no record"))?;
                 match existing.user_id {
-                    Some(owner) if owner == *user => {
-                        Ok(PurchaseOutcome::AlreadyCredited { credits_added: existing.credits, balance })
-                    }
+                    Some(owner) if owner == *user => Ok(PurchaseOutcome::AlreadyCredited {
+                        credits_added: existing.credits,
+                        debt_paid: existing.debt_paid,
+                        balance,
+                    }),
                     Some(_) => Ok(PurchaseOutcome::OtherUser),
                     None => Ok(PurchaseOutcome::Revoked),
                 }
@@ -204,6 +219,8 @@ impl DynamoStore {
                     credits: 0,
                     state: PurchaseState::Refunded,
                     refunded_credits: 0,
+                    refund_shortfall: 0,
+                    debt_paid: 0,
                     created_at: now,
                 };
                 let items = vec![
@@ -224,38 +241,40 @@ impl DynamoStore {
                 _ => return self.not_applicable(notification_id, now).await,
             };
             let change = self
-                .change_balance(
+                .change_funds_from(
                     &user,
                     now,
-                    |entry| {
-                        let take = entry.amount.unsigned_abs();
+                    None,
+                    |entries| {
+                        let refund = entries.first();
+                        let taken = refund.map_or(0, |e| e.amount.unsigned_abs());
+                        let owed = refund.and_then(|e| e.shortfall).unwrap_or(0);
                         Ok(vec![
                             self.purchase_transition(
                                 transaction_id,
                                 &user,
                                 PurchaseState::Credited,
                                 PurchaseState::Refunded,
-                                take,
+                                taken,
+                                owed,
                             )?,
                             self.notification_put(notification_id, now)?,
                         ])
                     },
-                    |balance| {
-                        let balance = balance.unwrap_or(0);
-                        let take = balance.min(record.credits);
-                        let amount = -i64::try_from(take).unwrap_or(i64::MAX);
-                        let mut entry =
-                            LedgerEntry::new(LedgerKind::Refund, amount, balance - take, transaction_id, now);
-                        let shortfall = record.credits - take;
-                        entry.shortfall = (shortfall > 0).then_some(shortfall);
-                        let after = entry.balance_after;
-                        Decision::Apply { entry, then: (amount, shortfall, after) }
+                    |funds| match funds.unwrap_or_default().refund(record.credits, transaction_id, now) {
+                        Some(split) => {
+                            let amount = -i64::try_from(split.taken).unwrap_or(i64::MAX);
+                            let then = (amount, split.shortfall, split.change.after);
+                            Decision::Funds { change: split.change, then }
+                        }
+                        None => Decision::Stop((0, 0, Funds::default())),
                     },
                 )
                 .await?;
             match change {
-                Change::Applied((amount, shortfall, balance)) => {
-                    return Ok(RefundOutcome::Applied { user, amount, shortfall, balance })
+                Change::Applied((amount, shortfall, after)) => {
+                    let (balance, debt) = (after.balance, after.debt);
+                    return Ok(RefundOutcome::Applied { user, amount, shortfall, balance, debt });
                 }
                 Change::Stopped(_) => unreachable_stop()?,
                 Change::ExtraFailed(1) => return Ok(RefundOutcome::Duplicate),
@@ -275,17 +294,21 @@ impl DynamoStore {
     ) -> Result<RefundOutcome, PortError> {
         for attempt in 1..=MAX_ATTEMPTS {
             let record = self.read_purchase(transaction_id).await?;
-            let (user, give) = match record {
+            let (user, taken, owed) = match record {
                 Some(PurchaseItem {
-                    user_id: Some(user), state: PurchaseState::Refunded, refunded_credits, ..
-                }) => (user, refunded_credits),
+                    user_id: Some(user),
+                    state: PurchaseState::Refunded,
+                    refunded_credits,
+                    refund_shortfall,
+                    ..
+                }) => (user, refunded_credits, refund_shortfall),
                 _ => return self.not_applicable(notification_id, now).await,
             };
-            let amount = i64::try_from(give).unwrap_or(i64::MAX);
             let change = self
-                .change_balance(
+                .change_funds_from(
                     &user,
                     now,
+                    None,
                     |_| {
                         Ok(vec![
                             self.purchase_transition(
@@ -294,27 +317,25 @@ impl DynamoStore {
                                 PurchaseState::Refunded,
                                 PurchaseState::Credited,
                                 0,
+                                0,
                             )?,
                             self.notification_put(notification_id, now)?,
                         ])
                     },
-                    |balance| match LedgerEntry::apply(
-                        LedgerKind::Reversal,
-                        balance.unwrap_or(0),
-                        amount,
-                        transaction_id,
-                        now,
-                    ) {
-                        Some(entry) => {
-                            let after = entry.balance_after;
-                            Decision::Apply { entry, then: after }
+                    |funds| match funds.unwrap_or_default().reverse(taken, owed, transaction_id, now) {
+                        Some(change) => {
+                            let then = (change.entries.first().map_or(0, |e| e.amount), change.after);
+                            Decision::Funds { change, then }
                         }
-                        None => Decision::Stop(0),
+                        None => Decision::Stop((0, Funds::default())),
                     },
                 )
                 .await?;
             match change {
-                Change::Applied(balance) => return Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance }),
+                Change::Applied((amount, after)) => {
+                    let (balance, debt) = (after.balance, after.debt);
+                    return Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance, debt });
+                }
                 Change::Stopped(_) => unreachable_stop()?,
                 Change::ExtraFailed(1) => return Ok(RefundOutcome::Duplicate),
                 Change::ExtraFailed(_) => backoff(attempt).await,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{LedgerEntry, LedgerKind, UnixTime, UserId};
+use crate::domain::{Funds, LedgerEntry, LedgerKind, UnixTime, UserId};
 use crate::ports::{
     AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
     Written,
@@ -33,6 +33,10 @@ impl CreditsStore for MemoryStore {
         Ok(self.lock().balance(id).unwrap_or(0))
     }
 
+    async fn funds(&self, id: &UserId) -> Result<Funds, PortError> {
+        Ok(self.lock().funds(id))
+    }
+
     async fn credit_purchase(
         &self,
         user: &UserId,
@@ -44,27 +48,30 @@ impl CreditsStore for MemoryStore {
             return Ok(match &existing.user {
                 Some(owner) if owner == user => PurchaseOutcome::AlreadyCredited {
                     credits_added: existing.credits,
+                    debt_paid: existing.debt_paid,
                     balance: inner.balance(user).unwrap_or(0),
                 },
                 Some(_) => PurchaseOutcome::OtherUser,
                 None => PurchaseOutcome::Revoked,
             });
         }
-        let amount = i64::try_from(purchase.credits).map_err(|e| PortError::internal("credits", e))?;
-        let entry = LedgerEntry::apply(
-            LedgerKind::Purchase,
-            inner.balance(user).unwrap_or(0),
-            amount,
-            &purchase.transaction_id,
-            now,
-        )
-        .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
+        let (change, debt_paid) = inner
+            .funds(user)
+            .purchase(purchase.credits, &purchase.transaction_id, now)
+            .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
         inner.purchases.insert(
             purchase.transaction_id.clone(),
-            MemPurchase { user: Some(user.clone()), credits: purchase.credits, refunded: false, refunded_credits: 0 },
+            MemPurchase {
+                user: Some(user.clone()),
+                credits: purchase.credits,
+                refunded: false,
+                refunded_credits: 0,
+                refund_shortfall: 0,
+                debt_paid,
+            },
         );
-        let balance = inner.apply(user, entry);
-        Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, balance })
+        let balance = inner.apply_funds(user, change).balance;
+        Ok(PurchaseOutcome::Credited { credits_added: purchase.credits, debt_paid, balance })
     }
 
     async fn refund_purchase(
@@ -80,26 +87,38 @@ impl CreditsStore for MemoryStore {
         let Some(p) = inner.purchases.get(transaction_id) else {
             inner.purchases.insert(
                 transaction_id.to_owned(),
-                MemPurchase { user: None, credits: 0, refunded: true, refunded_credits: 0 },
+                MemPurchase {
+                    user: None,
+                    credits: 0,
+                    refunded: true,
+                    refunded_credits: 0,
+                    refund_shortfall: 0,
+                    debt_paid: 0,
+                },
             );
             return Ok(RefundOutcome::UnknownTransaction);
         };
         let (Some(user), false) = (p.user.clone(), p.refunded) else {
             return Ok(RefundOutcome::NotApplicable);
         };
-        let credits = p.credits;
-        let balance = inner.balance(&user).unwrap_or(0);
-        let take = balance.min(credits);
-        let amount = -i64::try_from(take).map_err(|e| PortError::internal("credits", e))?;
-        let mut entry = LedgerEntry::new(LedgerKind::Refund, amount, balance - take, transaction_id, now);
-        let shortfall = credits - take;
-        entry.shortfall = (shortfall > 0).then_some(shortfall);
+        let split = inner
+            .funds(&user)
+            .refund(p.credits, transaction_id, now)
+            .ok_or_else(|| PortError::internal("credits", "debt overflow"))?;
+        let amount = -i64::try_from(split.taken).map_err(|e| PortError::internal("credits", e))?;
         if let Some(p) = inner.purchases.get_mut(transaction_id) {
             p.refunded = true;
-            p.refunded_credits = take;
+            p.refunded_credits = split.taken;
+            p.refund_shortfall = split.shortfall;
         }
-        let balance = inner.apply(&user, entry);
-        Ok(RefundOutcome::Applied { user, amount, shortfall, balance })
+        let after = inner.apply_funds(&user, split.change);
+        Ok(RefundOutcome::Applied {
+            user,
+            amount,
+            shortfall: split.shortfall,
+            balance: after.balance,
+            debt: after.debt,
+        })
     }
 
     async fn reverse_refund(
@@ -112,23 +131,25 @@ impl CreditsStore for MemoryStore {
         if !inner.notifications.insert(notification_id.to_owned()) {
             return Ok(RefundOutcome::Duplicate);
         }
-        let Some((user, give)) = inner
+        let Some((user, taken, owed)) = inner
             .purchases
             .get(transaction_id)
-            .and_then(|p| p.user.clone().filter(|_| p.refunded).map(|u| (u, p.refunded_credits)))
+            .and_then(|p| p.user.clone().filter(|_| p.refunded).map(|u| (u, p.refunded_credits, p.refund_shortfall)))
         else {
             return Ok(RefundOutcome::NotApplicable);
         };
-        let amount = i64::try_from(give).map_err(|e| PortError::internal("credits", e))?;
-        let entry =
-            LedgerEntry::apply(LedgerKind::Reversal, inner.balance(&user).unwrap_or(0), amount, transaction_id, now)
-                .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
+        let change = inner
+            .funds(&user)
+            .reverse(taken, owed, transaction_id, now)
+            .ok_or_else(|| PortError::internal("credits", "balance overflow"))?;
+        let amount = change.entries.first().map_or(0, |e| e.amount);
         if let Some(p) = inner.purchases.get_mut(transaction_id) {
             p.refunded = false;
             p.refunded_credits = 0;
+            p.refund_shortfall = 0;
         }
-        let balance = inner.apply(&user, entry);
-        Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance })
+        let after = inner.apply_funds(&user, change);
+        Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance: after.balance, debt: after.debt })
     }
 
     async fn record_notification(&self, notification_id: &str, _now: UnixTime) -> Result<Written, PortError> {

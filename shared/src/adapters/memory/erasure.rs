@@ -41,6 +41,8 @@ impl AccountEraser for MemoryStore {
             let amount = -i64::try_from(balance).map_err(|e| PortError::internal("credits", e))?;
             inner.apply(user, LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now));
         }
+        // What the user owed goes with the balance (as the DynamoDB balance item, deleted at zero, takes it).
+        inner.debts.remove(user);
         let ledger = inner.ledger.remove(user).unwrap_or_default();
         for p in inner.purchases.values_mut() {
             if p.user.as_ref() == Some(user) {

@@ -20,7 +20,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{
-    Category, Generation, LedgerEntry, NumberMark, OtpRecord, Template, TemplateId, UnixTime, UserAccount, UserId,
+    Category, Funds, FundsChange, Generation, LedgerEntry, NumberMark, OtpRecord, Template, TemplateId, UnixTime,
+    UserAccount, UserId,
 };
 use crate::ports::{IdempotencyRecord, RefreshRecord};
 
@@ -31,6 +32,8 @@ struct MemPurchase {
     credits: u64,
     refunded: bool,
     refunded_credits: u64,
+    refund_shortfall: u64,
+    debt_paid: u64,
 }
 
 #[derive(Default, Debug)]
@@ -44,6 +47,8 @@ struct Inner {
     users: HashMap<UserId, UserAccount>,
     phones: HashMap<String, UserId>,
     ledger: HashMap<UserId, Vec<LedgerEntry>>,
+    /// What users owe after App Store refunds of spent credits (absent: nothing).
+    debts: HashMap<UserId, u64>,
     sessions: HashMap<String, RefreshRecord>,
     revoked_families: HashSet<String>,
     purchases: HashMap<String, MemPurchase>,
@@ -70,6 +75,22 @@ impl Inner {
 
     fn balance(&self, user: &UserId) -> Option<u64> {
         self.users.get(user).map(|u| u.credits)
+    }
+
+    fn funds(&self, user: &UserId) -> Funds {
+        Funds { balance: self.balance(user).unwrap_or(0), debt: self.debts.get(user).copied().unwrap_or(0) }
+    }
+
+    /// Applies a change of balance and debt (the caller computed it from `funds`); returns the result.
+    fn apply_funds(&mut self, user: &UserId, change: FundsChange) -> Funds {
+        for entry in change.entries {
+            self.apply(user, entry);
+        }
+        match change.after.debt {
+            0 => self.debts.remove(user),
+            debt => self.debts.insert(user.clone(), debt),
+        };
+        change.after
     }
 }
 
