@@ -144,6 +144,9 @@ pub struct AppStoreConfig {
     pub root_certs: Vec<Vec<u8>>,
     /// Refuse transactions without an `appAccountToken` (one that is present must always match the user).
     pub require_account_token: bool,
+    /// The In-App Purchase key for the App Store Server API (`APP_STORE_API_SECRET_ARN`; only the
+    /// notifications function has it): without it, consumption requests are not answered.
+    pub api_secret_arn: Option<String>,
 }
 
 /// Credits and purchases.
@@ -382,6 +385,7 @@ impl AppStoreConfig {
             app_apple_id,
             root_certs: root_certs(env.var("APP_STORE_ROOT_CERTS").as_deref())?,
             require_account_token: number(env, "APP_STORE_REQUIRE_ACCOUNT_TOKEN", false)?,
+            api_secret_arn: env.var("APP_STORE_API_SECRET_ARN").filter(|v| !v.trim().is_empty()),
         })
     }
 }

@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use crate::adapters::appstore::AppStoreVerifier;
+use crate::adapters::appstore_api::{
+    parse_api_key, AppStoreApi, KeySource, NotConfigured as NotConfiguredReporter, ReqwestTransport,
+};
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::dynamodb::TableStream;
 use crate::adapters::keys::SecretsManagerKeys;
@@ -11,14 +14,16 @@ use crate::adapters::objects::S3Objects;
 use crate::adapters::providers::openai::OpenAiImages;
 use crate::adapters::providers::replicate::ReplicatePredictions;
 use crate::adapters::providers::ProviderCredentials;
+use crate::adapters::secrets::CachedSecret;
 use crate::adapters::sms::TwilioSms;
 use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
 use crate::ports::Dispatcher;
 use crate::ports::{
-    AccountEraser, AccountStore, CatalogueStore, Clock, CreditsStore, FavoritesStore, GenerationStore, KeyProvider,
-    LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender, SystemClock,
+    AccountEraser, AccountStore, CatalogueStore, Clock, ConsumptionReporter, CreditsStore, FavoritesStore,
+    GenerationStore, KeyProvider, LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender,
+    SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
@@ -202,6 +207,9 @@ impl Deps {
     pub fn credits_service(&self) -> Result<Credits, String> {
         Ok(Credits {
             store: self.store.clone(),
+            accounts: self.store.clone(),
+            reporter: self.consumption_reporter(),
+            sample_content_provided: self.policy.starter_credits > 0,
             ledger: self.store.clone(),
             verifier: Arc::new(AppStoreVerifier::new(&self.credits.app_store)?),
             config: self.credits.clone(),
@@ -217,6 +225,25 @@ impl Deps {
                 Arc::new(S3Objects::new(aws_sdk_s3::Client::new(sdk), self.generation.images_bucket.clone()))
             }
             Media::Fixed { objects, .. } => objects.clone(),
+        }
+    }
+
+    /// Send Consumption Information: with the In-App Purchase key from Secrets Manager where the stage has one
+    /// (read on first use), otherwise nothing is sent.
+    fn consumption_reporter(&self) -> Arc<dyn ConsumptionReporter> {
+        let app_store = &self.credits.app_store;
+        match (&self.media, &app_store.api_secret_arn) {
+            (Media::Aws { secrets, .. }, Some(arn)) => {
+                let key = CachedSecret::new(secrets.clone(), arn.clone(), "app store api key", parse_api_key);
+                let transport = ReqwestTransport::new(None);
+                Arc::new(AppStoreApi::new(
+                    KeySource::Secret(key),
+                    &app_store.bundle_id,
+                    app_store.environment,
+                    transport,
+                ))
+            }
+            _ => Arc::new(NotConfiguredReporter),
         }
     }
 

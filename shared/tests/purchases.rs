@@ -7,8 +7,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use facemake::adapters::appstore::Rejection;
 use facemake::domain::UserId;
-use facemake::ports::RefundOutcome;
-use facemake::services::credits::{Credits, Handled, NotificationError, PurchaseError};
+use std::sync::Arc;
+
+use facemake::ports::{ConsumptionReport, ConsumptionReporter, PortError, RefundOutcome, ReportOutcome};
+use facemake::services::credits::{Consumption, Credits, Handled, NotificationError, PurchaseError};
 use serde_json::json;
 use testkit::{credits_config, Harness, BUNDLE_ID, PRODUCT_10, PRODUCT_50};
 
@@ -309,6 +311,100 @@ async fn a_refund_notification_takes_the_credits_back_once() {
         Handled::RefundReversed(RefundOutcome::Applied { amount: 10, .. })
     ));
     assert_eq!(f.balance().await, 13);
+}
+
+/// Send Consumption Information as the service calls it: recorded, or failing as an unreachable Apple.
+#[derive(Default)]
+struct Reports {
+    sent: std::sync::Mutex<Vec<ConsumptionReport>>,
+    unreachable: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ConsumptionReporter for Reports {
+    async fn send(&self, report: &ConsumptionReport) -> Result<ReportOutcome, PortError> {
+        if self.unreachable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PortError::unavailable("app store api", "connection refused"));
+        }
+        self.sent.lock().unwrap().push(report.clone());
+        Ok(ReportOutcome::Sent)
+    }
+}
+
+/// A fixture whose user bought 10 credits (13 in all) and spent `spent` of them.
+async fn consumption_fixture(spent: i64) -> (Fixture, Arc<Reports>) {
+    let mut f = fixture().await;
+    let reports = Arc::new(Reports::default());
+    f.credits.reporter = reports.clone();
+    f.credits
+        .purchase(&f.user, &f.sign(&tx("1000000000000031", PRODUCT_10)), std::future::ready(Ok(false)))
+        .await
+        .unwrap();
+    if spent > 0 {
+        f.h.deps.store.adjust(&f.user, -spent, "spent", 0).await.unwrap();
+    }
+    (f, reports)
+}
+
+fn consumption(outcome: Handled) -> Consumption {
+    match outcome {
+        Handled::Consumption(c) => c,
+        other => panic!("not a consumption answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_consumption_request_is_not_answered_without_the_users_consent() {
+    let (f, reports) = consumption_fixture(5).await;
+    let request = f.notification("CONSUMPTION_REQUEST", "c-1", "1000000000000031");
+    assert_eq!(consumption(f.credits.notification(&request).await.unwrap()), Consumption::NoConsent);
+    assert!(reports.sent.lock().unwrap().is_empty(), "Apple asks that nothing is sent without consent");
+}
+
+#[tokio::test]
+async fn a_consumption_request_is_answered_with_what_the_ledger_knows() {
+    // 13 credits, 10 of them bought; 5 spent leaves 8: a refund now could take back 8 of the 10, so 2 are
+    // used: 20 % (20000 thousandths). The starter grant's 3 count as spent first, as they do for a refund.
+    let (f, reports) = consumption_fixture(5).await;
+    f.h.deps.store.set_consumption_consent(&f.user, true).await.unwrap();
+    let request = f.notification("CONSUMPTION_REQUEST", "c-2", "1000000000000031");
+    let Consumption::Reported(report, ReportOutcome::Sent) =
+        consumption(f.credits.notification(&request).await.unwrap())
+    else {
+        panic!("not reported")
+    };
+    assert_eq!(
+        (report.transaction_id.as_str(), report.delivered, report.consumption_milli),
+        ("1000000000000031", true, 20_000)
+    );
+    assert!(report.sample_content_provided, "the starter grant is free credits to try the app with");
+    // 6 more spent leaves 2: 8 of the 10 are used, 80 % (80000 thousandths).
+    f.h.deps.store.adjust(&f.user, -6, "spent", 0).await.unwrap();
+    let again = f.notification("CONSUMPTION_REQUEST", "c-3", "1000000000000031");
+    f.credits.notification(&again).await.unwrap();
+    assert_eq!(reports.sent.lock().unwrap().last().unwrap().consumption_milli, 80_000);
+    // A transaction this backend never credited is not answered.
+    let foreign = f.notification("CONSUMPTION_REQUEST", "c-4", "1000000000000099");
+    assert_eq!(consumption(f.credits.notification(&foreign).await.unwrap()), Consumption::NotOurs);
+    assert_eq!(reports.sent.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_apple_fails_the_notification_so_apple_delivers_it_again() {
+    let (f, reports) = consumption_fixture(0).await;
+    f.h.deps.store.set_consumption_consent(&f.user, true).await.unwrap();
+    reports.unreachable.store(true, std::sync::atomic::Ordering::SeqCst);
+    let request = f.notification("CONSUMPTION_REQUEST", "c-5", "1000000000000031");
+    assert!(matches!(
+        f.credits.notification(&request).await,
+        Err(NotificationError::Port(PortError::Unavailable { .. }))
+    ));
+    // Not recorded as handled: the redelivery answers.
+    reports.unreachable.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        consumption(f.credits.notification(&request).await.unwrap()),
+        Consumption::Reported(_, ReportOutcome::Sent)
+    ));
 }
 
 #[tokio::test]

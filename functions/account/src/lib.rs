@@ -49,6 +49,8 @@ async fn get_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Respon
 struct PatchMe {
     #[serde(default, deserialize_with = "present")]
     display_name: Option<Option<String>>,
+    /// Whether the App Store may be told how much of a purchase was used when Apple asks about a refund.
+    share_consumption_data: Option<bool>,
 }
 
 /// `Some(value)` for a field that is present, even when its value is `null`.
@@ -59,18 +61,27 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.user(&req).await?;
     let patch: PatchMe = json_body(&req)?;
-    let account = match patch.display_name {
-        None => state.account.get(&user).await?,
-        Some(name) => {
-            let name = name
-                .as_deref()
+    // Everything is checked before anything is written.
+    let name = match &patch.display_name {
+        None => None,
+        Some(name) => Some(
+            name.as_deref()
                 .map(DisplayName::parse)
                 .transpose()
-                .map_err(|e| ApiError::validation("displayName", e.to_string()))?;
-            state.account.set_display_name(&user, name).await?
-        }
+                .map_err(|e| ApiError::validation("displayName", e.to_string()))?,
+        ),
+    };
+    let mut account = None;
+    if let Some(consent) = patch.share_consumption_data {
+        account = Some(state.account.set_consumption_consent(&user, consent).await?.ok_or_else(gone)?);
     }
-    .ok_or_else(gone)?;
+    if let Some(name) = name {
+        account = Some(state.account.set_display_name(&user, name).await?.ok_or_else(gone)?);
+    }
+    let account = match account {
+        Some(account) => account,
+        None => state.account.get(&user).await?.ok_or_else(gone)?,
+    };
     Ok(json(StatusCode::OK, &UserView::from(&account)))
 }
 

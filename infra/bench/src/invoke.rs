@@ -324,7 +324,7 @@ mod tests {
             prefix: "p-".into(),
             tables: Tables::prefixed("p-"),
             buckets: BTreeMap::from([("ImagesBucket".to_owned(), "p-imagesbucket".to_owned())]),
-            secrets: ["AppSecret", "SmsSecret", "ProviderSecret"]
+            secrets: ["AppSecret", "SmsSecret", "ProviderSecret", "AppStoreApiSecret"]
                 .into_iter()
                 .map(|id| (id.to_owned(), format!("arn:moto:{id}")))
                 .collect(),
@@ -363,7 +363,13 @@ mod tests {
             let vars: std::collections::HashMap<&str, &str> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             facemake::config::Config::from(&vars).unwrap_or_else(|e| panic!("{binary}: {e}"));
-            assert_eq!(plan.secrets.keys().collect::<Vec<_>>(), ["AppSecret", "ProviderSecret", "SmsSecret"]);
+            // Each function's own secrets: the In-App Purchase key only where it is given.
+            let mut secrets = vec!["AppSecret", "ProviderSecret", "SmsSecret"];
+            if binary == "app-store-notifications" {
+                assert_eq!(env["APP_STORE_API_SECRET_ARN"], "arn:moto:AppStoreApiSecret");
+                secrets.insert(1, "AppStoreApiSecret");
+            }
+            assert_eq!(plan.secrets.keys().collect::<Vec<_>>(), secrets, "{binary}");
             assert_eq!(plan.buckets.iter().collect::<Vec<_>>(), ["ImagesBucket"]);
         }
         let plan = |binary| Plan::read(&template, binary).unwrap();

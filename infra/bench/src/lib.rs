@@ -58,7 +58,7 @@ pub fn api_request(
 }
 
 /// A stage on loopback stand-ins: its tables (created in DynamoDB Local under a prefix and seeded with the
-/// catalogue), its bucket and its three secrets (in moto).
+/// catalogue), its bucket and its four secrets (in moto).
 pub struct LoopbackStage {
     pub dynamodb_endpoint: String,
     pub moto_endpoint: String,
@@ -67,6 +67,7 @@ pub struct LoopbackStage {
     pub app_secret_arn: String,
     pub sms_secret_arn: String,
     pub provider_secret_arn: String,
+    pub app_store_api_secret_arn: String,
 }
 
 impl LoopbackStage {
@@ -91,6 +92,10 @@ impl LoopbackStage {
         let sms_secret_arn = ensure_secret(&moto, &format!("{prefix}sms"), &sms.to_string()).await?;
         let providers = serde_json::json!({"openaiApiKey": "sk-bench", "replicateApiToken": "r8_bench"});
         let provider_secret_arn = ensure_secret(&moto, &format!("{prefix}providers"), &providers.to_string()).await?;
+        // The template's placeholder: no In-App Purchase key, so consumption requests read it and send nothing.
+        let api_key = serde_json::json!({"keyId": "", "issuerId": "", "privateKey": ""});
+        let app_store_api_secret_arn =
+            ensure_secret(&moto, &format!("{prefix}appstoreapi"), &api_key.to_string()).await?;
         Ok(Self {
             dynamodb_endpoint: dynamodb_endpoint.to_owned(),
             moto_endpoint: moto_endpoint.to_owned(),
@@ -99,6 +104,7 @@ impl LoopbackStage {
             app_secret_arn,
             sms_secret_arn,
             provider_secret_arn,
+            app_store_api_secret_arn,
         })
     }
 
@@ -120,6 +126,7 @@ impl LoopbackStage {
             ("APP_SECRET_ARN", self.app_secret_arn.as_str()),
             ("SMS_SECRET_ARN", self.sms_secret_arn.as_str()),
             ("PROVIDER_SECRET_ARN", self.provider_secret_arn.as_str()),
+            ("APP_STORE_API_SECRET_ARN", self.app_store_api_secret_arn.as_str()),
             ("TWILIO_API_BASE", stub),
             ("OPENAI_API_BASE", stub),
             ("REPLICATE_API_BASE", stub),

@@ -492,6 +492,12 @@ async fn journey(stage: &Stage) {
     assert_eq!(stage.http(Method::POST, "/v1/webhooks/app-store", Some(reversed), None).await.status(), 200);
     let unknown = stage.notification_body("REFUND", "2000000000000399");
     assert_eq!(stage.http(Method::POST, "/v1/webhooks/app-store", Some(unknown), None).await.status(), 200);
+    // Apple asks about the purchase; the user consented, so the answer reads the In-App Purchase key.
+    let consent = json!({"shareConsumptionData": true});
+    assert_eq!(stage.http(Method::PATCH, "/v1/me", Some(consent), Some(&t)).await.status(), 200);
+    let asked = stage.notification_body("CONSUMPTION_REQUEST", "2000000000000301");
+    let answered = stage.http(Method::POST, "/v1/webhooks/app-store", Some(asked), None).await;
+    assert_eq!(answered.status(), 200, "{}", body_json(&answered));
 
     // Generation with OpenAI: upload, start, the worker, the result's presigned URL, the list, delete.
     let user = user_id(&first);

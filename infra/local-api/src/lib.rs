@@ -91,6 +91,8 @@ fn local_credits(chain: &TestChain) -> CreditsConfig {
             app_apple_id: None,
             root_certs: vec![chain.root_der().to_vec(), APPLE_ROOT_CA_G3.to_vec()],
             require_account_token: false,
+            // Locally, consumption requests are not answered (nothing to send them to).
+            api_secret_arn: None,
         },
     }
 }

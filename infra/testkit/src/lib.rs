@@ -88,6 +88,7 @@ pub fn credits_config(roots: Vec<Vec<u8>>) -> CreditsConfig {
             app_apple_id: None,
             root_certs: roots,
             require_account_token: false,
+            api_secret_arn: None,
         },
     }
 }

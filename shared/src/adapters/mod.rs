@@ -5,6 +5,7 @@
 //! - [`keys`]: signing keys from the app secret (through `CachedSecret`) or fixed keys for local use.
 //! - [`sms`]: Twilio's Messages API over reqwest.
 //! - [`appstore`]: verification of Apple-signed StoreKit transactions and server notifications.
+//! - [`appstore_api`]: the App Store Server API (Send Consumption Information), signed with the In-App Purchase key.
 //! - [`memory`]: the in-memory twins of every store, the local SMS outbox and the in-memory images bucket,
 //!   used by the local API and the tests.
 //! - [`providers`]: the AI image providers (OpenAI image edits, Replicate predictions) with their keys from
@@ -12,6 +13,7 @@
 //! - [`objects`]: the images bucket on S3, with presigned URLs.
 
 pub mod appstore;
+pub mod appstore_api;
 pub mod dynamodb;
 pub mod keys;
 pub mod memory;

@@ -13,6 +13,9 @@ pub struct UserAccount {
     /// The keyed hash of the number its deletion leaves a mark under (`NumberMark`); `None` for an account
     /// created before marks were kept.
     pub number_key: Option<String>,
+    /// The user agreed that the App Store may be told how much of a purchase was used when Apple asks
+    /// (`CONSUMPTION_REQUEST`, Apple's `customerConsented`). Off until the user turns it on.
+    pub consumption_consent: bool,
 }
 
 /// A display name: trimmed, 1–50 characters, no control characters.

@@ -14,6 +14,8 @@ pub struct UserView {
     pub display_name: Option<String>,
     pub credits: u64,
     pub created_at: String,
+    /// Whether the App Store may be told how much of a purchase was used when it asks (`PATCH /v1/me`).
+    pub share_consumption_data: bool,
 }
 
 impl From<&UserAccount> for UserView {
@@ -24,6 +26,7 @@ impl From<&UserAccount> for UserView {
             display_name: u.display_name.clone(),
             credits: u.credits,
             created_at: rfc3339(u.created_at),
+            share_consumption_data: u.consumption_consent,
         }
     }
 }

@@ -33,6 +33,9 @@ pub trait AccountStore: Send + Sync {
     async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
     /// Sets or clears the display name; `None` when the user does not exist.
     async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
+    /// Sets whether the App Store may be told how much of a purchase was used; `None` when the user does not
+    /// exist.
+    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError>;
     /// Revokes every refresh-token family created at or before `at`.
     async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
     /// Records that the account is being deleted (a tombstone keyed by a hash of the id): from then on its

@@ -115,9 +115,53 @@ pub trait CreditsStore: Send + Sync {
         notification_id: &str,
         now: UnixTime,
     ) -> Result<RefundOutcome, PortError>;
+    /// The purchase record of `transaction_id`, if any.
+    async fn purchase_facts(&self, transaction_id: &str) -> Result<Option<PurchaseFacts>, PortError>;
     /// Records a notification that changes no balance; `Conflict` when it was recorded before.
     async fn record_notification(&self, notification_id: &str, now: UnixTime) -> Result<Written, PortError>;
     /// An operator's grant (positive) or take (negative), with `reason` in the ledger entry.
     async fn adjust(&self, user: &UserId, amount: i64, reason: &str, now: UnixTime)
         -> Result<AdjustOutcome, PortError>;
+}
+
+/// What the stores know of an App Store transaction, for answering Apple's consumption request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseFacts {
+    /// Who was credited; `None` when the transaction was never posted.
+    pub user: Option<UserId>,
+    pub credits: u64,
+    pub refunded: bool,
+}
+
+/// What Send Consumption Information tells Apple about a transaction (only sent with the user's consent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumptionReport {
+    pub transaction_id: String,
+    /// The credits were added to the user's balance.
+    pub delivered: bool,
+    /// How much of the purchase was used, in thousandths of a percent (0–100000), as Apple counts it.
+    pub consumption_milli: u32,
+    /// The app gives free credits to try it before buying (the starter grant).
+    pub sample_content_provided: bool,
+}
+
+/// How Apple answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Sent,
+    /// No In-App Purchase key is configured for this stage: nothing was sent.
+    NotConfigured,
+    /// Apple refused the request (a 4xx other than rate limiting): retrying will not help.
+    Refused {
+        status: u16,
+        code: Option<i64>,
+    },
+}
+
+/// The App Store Server API's Send Consumption Information (adapters/appstore_api.rs).
+#[async_trait]
+pub trait ConsumptionReporter: Send + Sync {
+    /// `Err` (unavailable) when Apple could not be reached or asked to retry: the notification then fails, so
+    /// Apple delivers it again.
+    async fn send(&self, report: &ConsumptionReport) -> Result<ReportOutcome, PortError>;
 }

@@ -34,6 +34,14 @@ impl Account {
         self.accounts.set_display_name(user, name.as_ref().map(DisplayName::as_str)).await
     }
 
+    pub async fn set_consumption_consent(
+        &self,
+        user: &UserId,
+        consent: bool,
+    ) -> Result<Option<UserAccount>, PortError> {
+        self.accounts.set_consumption_consent(user, consent).await
+    }
+
     /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so
     /// its access tokens change nothing more, then erases sessions, favourites, generations, every image under
     /// the user's prefixes, moves the credits ledger to an anonymous id (kept for accounting), and finally the

@@ -7,11 +7,18 @@ use crate::config::CreditsConfig;
 use crate::domain::{Funds, UserId};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
-    Clock, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
+    AccountStore, Clock, ConsumptionReport, ConsumptionReporter, CreditsStore, LedgerPage, LedgerReader, PortError,
+    PurchaseOutcome, RefundOutcome, ReportOutcome, VerifiedPurchase,
 };
 
 pub struct Credits {
     pub store: Arc<dyn CreditsStore>,
+    /// The users' consent to share consumption data, and their balances.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Answers Apple's `CONSUMPTION_REQUEST` (Send Consumption Information).
+    pub reporter: Arc<dyn ConsumptionReporter>,
+    /// The app gives free credits to try it (a starter grant): Apple's `sampleContentProvided`.
+    pub sample_content_provided: bool,
     pub ledger: Arc<dyn LedgerReader>,
     pub verifier: Arc<AppStoreVerifier>,
     pub config: CreditsConfig,
@@ -66,6 +73,8 @@ pub enum NotificationError {
 pub enum Handled {
     Refund(RefundOutcome),
     RefundReversed(RefundOutcome),
+    /// A `CONSUMPTION_REQUEST`, answered as this says (then recorded like any other notification).
+    Consumption(Consumption),
     /// Logged and acknowledged; no balance changes.
     Acknowledged,
     /// Delivered before.
@@ -152,6 +161,20 @@ impl Credits {
                 Handled::RefundReversed(self.store.reverse_refund(tid, &n.notification_uuid, now).await?)
             }
             ("REFUND" | "REFUND_REVERSED", None) => return Err(NotificationError::Rejected(Rejection::Malformed)),
+            ("CONSUMPTION_REQUEST", Some(tid)) => {
+                // Answered before it is recorded: a failed answer fails the notification, and Apple's redelivery
+                // tries again (a repeated answer only replaces the first: the request is a PUT).
+                let answer = self.consumption(tid).await?;
+                if let Consumption::Reported(
+                    _,
+                    outcome @ (ReportOutcome::Refused { .. } | ReportOutcome::NotConfigured),
+                ) = &answer
+                {
+                    tracing::warn!(transaction_id = tid, ?outcome, "consumption information not accepted");
+                }
+                self.store.record_notification(&n.notification_uuid, now).await?;
+                Handled::Consumption(answer)
+            }
             _ => match self.store.record_notification(&n.notification_uuid, now).await? {
                 crate::ports::Written::Yes => Handled::Acknowledged,
                 crate::ports::Written::Conflict => Handled::Duplicate,
@@ -181,13 +204,44 @@ impl Credits {
             user = handled_user(&handled).map(crate::telemetry::user_ref).unwrap_or_default(),
             "app store notification"
         );
-        if n.notification_type == "CONSUMPTION_REQUEST" {
-            // Apple asks for consumption data to decide a refund request; answering it (the Send Consumption
-            // Information endpoint) is optional and not done here. Logged so support can follow up.
-            tracing::warn!(transaction_id = transaction_id.unwrap_or(""), "consumption information requested");
-        }
         Ok(handled)
     }
+
+    /// Answers Apple's consumption request for `transaction_id` with what the ledger knows, if the user
+    /// consented: delivered (the credits were added when the purchase was posted), how much of it is used
+    /// (what a refund now could not take back: `1 - min(balance, credits) / credits`, the rule refunds use)
+    /// and whether the app gave free credits to try it.
+    async fn consumption(&self, transaction_id: &str) -> Result<Consumption, PortError> {
+        let facts = match self.store.purchase_facts(transaction_id).await? {
+            Some(facts) if !facts.refunded && facts.credits > 0 => facts,
+            _ => return Ok(Consumption::NotOurs),
+        };
+        let Some(user) = facts.user else { return Ok(Consumption::NotOurs) };
+        let Some(account) = self.accounts.get_user(&user).await? else { return Ok(Consumption::NotOurs) };
+        if !account.consumption_consent {
+            return Ok(Consumption::NoConsent);
+        }
+        let used = facts.credits - account.credits.min(facts.credits);
+        let milli = u32::try_from(used.saturating_mul(100_000) / facts.credits).unwrap_or(100_000);
+        let report = ConsumptionReport {
+            transaction_id: transaction_id.to_owned(),
+            delivered: true,
+            consumption_milli: milli,
+            sample_content_provided: self.sample_content_provided,
+        };
+        let outcome = self.reporter.send(&report).await?;
+        Ok(Consumption::Reported(report, outcome))
+    }
+}
+
+/// How a `CONSUMPTION_REQUEST` was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumption {
+    Reported(ConsumptionReport, ReportOutcome),
+    /// Not answered: Apple asks that nothing is sent without the customer's consent (`customerConsented`).
+    NoConsent,
+    /// Not answered: the transaction was never credited, was refunded already, or its account is gone.
+    NotOurs,
 }
 
 /// A notification's outcome for the log line (the user appears only as a reference).
@@ -201,6 +255,10 @@ fn outcome_text(handled: &Handled) -> String {
     match handled {
         Handled::Refund(r) => format!("refund {}", refund(r)),
         Handled::RefundReversed(r) => format!("reversal {}", refund(r)),
+        Handled::Consumption(Consumption::Reported(report, outcome)) => {
+            format!("consumption milli={} outcome={outcome:?}", report.consumption_milli)
+        }
+        Handled::Consumption(other) => format!("consumption {other:?}"),
         Handled::Acknowledged => "acknowledged".to_owned(),
         Handled::Duplicate => "duplicate".to_owned(),
     }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ struct ProfileItem {
     sessions_revoked_at: Option<UnixTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     number_key: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    consumption_consent: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +81,7 @@ fn account(profile: ProfileItem, balance: Option<BalanceItem>) -> UserAccount {
         created_at: profile.created_at,
         sessions_revoked_at: profile.sessions_revoked_at,
         number_key: profile.number_key,
+        consumption_consent: profile.consumption_consent,
     }
 }
 
@@ -164,6 +168,7 @@ impl AccountStore for DynamoStore {
             created_at: user.created_at,
             sessions_revoked_at: None,
             number_key: user.number_key.clone(),
+            consumption_consent: false,
         };
         let phone = PhoneItem { pk: phone_pk(user.phone.e164()), sk: PHONE.to_owned(), user_id: user.id.clone() };
         let balance_item =
@@ -206,28 +211,23 @@ impl AccountStore for DynamoStore {
     }
 
     async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.users)
-            .set_key(Some(key(user_pk(id), PROFILE)))
-            .condition_expression("attribute_exists(pk)")
-            .return_values(ReturnValue::AllNew);
-        update = match name {
+        self.update_profile(id, |update| match name {
             Some(name) => {
                 update.update_expression("SET displayName = :name").expression_attribute_values(":name", s(name))
             }
             None => update.update_expression("REMOVE displayName"),
-        };
-        let (updated, balance) = tokio::join!(update.send(), self.balance(id));
-        match updated {
-            Ok(out) => {
-                let item = out.attributes.ok_or_else(|| PortError::internal("users", "update returned no item"))?;
-                Ok(Some(account(from_item("users", item)?, balance?)))
-            }
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
-            Err(e) => Err(sdk_error("users", e)),
-        }
+        })
+        .await
+    }
+
+    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError> {
+        self.update_profile(id, |update| match consent {
+            true => update
+                .update_expression("SET consumptionConsent = :yes")
+                .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
+            false => update.update_expression("REMOVE consumptionConsent"),
+        })
+        .await
     }
 
     async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError> {
@@ -325,3 +325,30 @@ impl AccountStore for DynamoStore {
 
 /// How long an account's deletion tombstone is kept.
 const TOMBSTONE_TTL_SECS: i64 = 7 * 24 * 3600;
+
+impl DynamoStore {
+    /// One update of an existing profile, read back with the balance in the same round trip; `None` when
+    /// the user does not exist.
+    async fn update_profile(
+        &self,
+        id: &UserId,
+        set: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<Option<UserAccount>, PortError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(user_pk(id), PROFILE)))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(ReturnValue::AllNew);
+        let (updated, balance) = tokio::join!(set(update).send(), self.balance(id));
+        match updated {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| PortError::internal("users", "update returned no item"))?;
+                Ok(Some(account(from_item("users", item)?, balance?)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(sdk_error("users", e)),
+        }
+    }
+}

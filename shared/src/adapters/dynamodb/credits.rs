@@ -15,8 +15,8 @@ use super::accounts::{user_pk, LedgerItem};
 use super::{cancellation_codes, from_item, key, n, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{Funds, FundsChange, LedgerEntry, LedgerKind, UnixTime, UserId};
 use crate::ports::{
-    AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
-    Written,
+    AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseFacts, PurchaseOutcome, RefundOutcome,
+    VerifiedPurchase, Written,
 };
 
 const BALANCE: &str = "BALANCE";
@@ -274,6 +274,10 @@ impl CreditsStore for DynamoStore {
         now: UnixTime,
     ) -> Result<RefundOutcome, PortError> {
         self.post_refund_reversal(transaction_id, notification_id, now).await
+    }
+
+    async fn purchase_facts(&self, transaction_id: &str) -> Result<Option<PurchaseFacts>, PortError> {
+        self.purchase_facts_of(transaction_id).await
     }
 
     async fn record_notification(&self, notification_id: &str, now: UnixTime) -> Result<Written, PortError> {

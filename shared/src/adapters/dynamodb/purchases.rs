@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::credits::{backoff, transact_item_put, Change, Decision, MAX_ATTEMPTS};
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{Funds, LedgerKind, UnixTime, UserId};
-use crate::ports::{CreditsStore, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
+use crate::ports::{CreditsStore, PortError, PurchaseFacts, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
 
 /// How long a processed notification is remembered (Apple retries a failed delivery five times, the last
 /// about six and a half days after the first attempt).
@@ -342,6 +342,15 @@ impl DynamoStore {
             }
         }
         Err(PortError::unavailable("credits", "refund reversal kept conflicting; gave up after retries"))
+    }
+
+    /// See `CreditsStore::purchase_facts`.
+    pub(super) async fn purchase_facts_of(&self, transaction_id: &str) -> Result<Option<PurchaseFacts>, PortError> {
+        Ok(self.read_purchase(transaction_id).await?.map(|p| PurchaseFacts {
+            user: p.user_id,
+            credits: p.credits,
+            refunded: p.state == PurchaseState::Refunded,
+        }))
     }
 
     /// See `CreditsStore::record_notification`.

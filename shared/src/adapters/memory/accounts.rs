@@ -30,6 +30,7 @@ impl AccountStore for MemoryStore {
             created_at: user.created_at,
             sessions_revoked_at: None,
             number_key: user.number_key.clone(),
+            consumption_consent: false,
         };
         inner.phones.insert(user.phone.e164().to_owned(), user.id.clone());
         inner.users.insert(user.id.clone(), account.clone());
@@ -43,6 +44,14 @@ impl AccountStore for MemoryStore {
         let mut inner = self.lock();
         Ok(inner.users.get_mut(id).map(|u| {
             u.display_name = name.map(str::to_owned);
+            u.clone()
+        }))
+    }
+
+    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError> {
+        let mut inner = self.lock();
+        Ok(inner.users.get_mut(id).map(|u| {
+            u.consumption_consent = consent;
             u.clone()
         }))
     }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use crate::domain::{Funds, LedgerEntry, LedgerKind, UnixTime, UserId};
 use crate::ports::{
-    AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
-    Written,
+    AdjustOutcome, CreditsStore, LedgerPage, LedgerReader, PortError, PurchaseFacts, PurchaseOutcome, RefundOutcome,
+    VerifiedPurchase, Written,
 };
 
 use super::{MemPurchase, MemoryStore};
@@ -150,6 +150,14 @@ impl CreditsStore for MemoryStore {
         }
         let after = inner.apply_funds(&user, change);
         Ok(RefundOutcome::Applied { user, amount, shortfall: 0, balance: after.balance, debt: after.debt })
+    }
+
+    async fn purchase_facts(&self, transaction_id: &str) -> Result<Option<PurchaseFacts>, PortError> {
+        Ok(self.lock().purchases.get(transaction_id).map(|p| PurchaseFacts {
+            user: p.user.clone(),
+            credits: p.credits,
+            refunded: p.refunded,
+        }))
     }
 
     async fn record_notification(&self, notification_id: &str, _now: UnixTime) -> Result<Written, PortError> {
