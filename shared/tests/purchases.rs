@@ -408,6 +408,32 @@ async fn an_unreachable_apple_fails_the_notification_so_apple_delivers_it_again(
 }
 
 #[tokio::test]
+async fn a_notification_signed_outside_its_window_is_refused_and_changes_nothing() {
+    let f = fixture().await;
+    f.credits
+        .purchase(&f.user, &f.sign(&tx("1000000000000041", PRODUCT_10)), std::future::ready(Ok(false)))
+        .await
+        .unwrap();
+    let signed_at = |age_secs: i64| {
+        let info = f.sign(&tx("1000000000000041", PRODUCT_10));
+        let mut payload = notification("REFUND", &format!("age-{age_secs}"), BUNDLE_ID, "Sandbox", Some(&info));
+        payload["signedDate"] = json!((time::OffsetDateTime::now_utc().unix_timestamp() - age_secs) * 1000);
+        f.chain.sign(&payload).unwrap()
+    };
+    // A captured refund (or reversal) replayed after its dedupe record expired, and one dated in the future.
+    for age in [31 * 24 * 3600, -3600] {
+        match f.credits.notification(&signed_at(age)).await {
+            Err(NotificationError::Rejected(Rejection::Stale)) => {}
+            other => panic!("age {age}: {other:?}"),
+        }
+        assert_eq!(f.balance().await, 13, "nothing taken back");
+    }
+    // Inside the window (29 days, Apple's retries take a week), it applies.
+    assert!(matches!(f.credits.notification(&signed_at(29 * 24 * 3600)).await.unwrap(), Handled::Refund(_)));
+    assert_eq!(f.balance().await, 3);
+}
+
+#[tokio::test]
 async fn other_verified_notifications_are_acknowledged_once() {
     let f = fixture().await;
     for (kind, uuid) in [("TEST", "u-1"), ("CONSUMPTION_REQUEST", "u-2"), ("SOMETHING_NEW", "u-3")] {

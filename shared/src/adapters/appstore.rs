@@ -22,6 +22,8 @@ pub enum Rejection {
     WrongEnvironment,
     #[error("the signed data is malformed")]
     Malformed,
+    #[error("the notification was signed outside the window in which it is accepted")]
+    Stale,
 }
 
 impl From<SignedDataVerifierError> for Rejection {
@@ -64,6 +66,8 @@ pub struct Notification {
     pub subtype: Option<String>,
     /// The transaction in `data.signedTransactionInfo`, itself verified.
     pub transaction: Option<SignedTransaction>,
+    /// When Apple signed it (Unix seconds).
+    pub signed_at: i64,
 }
 
 pub struct AppStoreVerifier {
@@ -128,6 +132,7 @@ impl AppStoreVerifier {
             notification_type: n.notification_type.map(|t| t.raw_value().to_owned()).ok_or(Rejection::Malformed)?,
             subtype: n.subtype.and_then(|s| serde_json::to_value(s).ok()).and_then(|v| v.as_str().map(str::to_owned)),
             transaction,
+            signed_at: n.signed_date.map(|d| d.timestamp()).ok_or(Rejection::Malformed)?,
         })
     }
 }

@@ -5,6 +5,18 @@ use async_trait::async_trait;
 use super::{PortError, Written};
 use crate::domain::{Funds, LedgerEntry, UnixTime, UserId};
 
+/// How long a processed App Store notification is remembered (by its `notificationUUID`), so a redelivery
+/// changes nothing. Apple retries a failed delivery five times, the last about six and a half days after the
+/// first attempt.
+pub const NOTIFICATION_DEDUPE_SECS: i64 = 90 * 24 * 3600;
+/// The oldest `signedDate` a notification may carry. Well inside [`NOTIFICATION_DEDUPE_SECS`], so a captured
+/// notification replayed after its dedupe record expired (a `REFUND_REVERSED` giving credits back twice) is
+/// refused for its age; and well beyond Apple's retries.
+pub const NOTIFICATION_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+/// How far in the future a `signedDate` may be (clock skew).
+pub const NOTIFICATION_MAX_SKEW_SECS: i64 = 5 * 60;
+const _: () = assert!(NOTIFICATION_MAX_AGE_SECS + NOTIFICATION_MAX_SKEW_SECS < NOTIFICATION_DEDUPE_SECS);
+
 /// One page of a user's credits ledger, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerPage {

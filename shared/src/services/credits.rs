@@ -8,7 +8,8 @@ use crate::domain::{Funds, UserId};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     AccountStore, Clock, ConsumptionReport, ConsumptionReporter, CreditsStore, LedgerPage, LedgerReader, PortError,
-    PurchaseOutcome, RefundOutcome, ReportOutcome, VerifiedPurchase,
+    PurchaseOutcome, RefundOutcome, ReportOutcome, VerifiedPurchase, NOTIFICATION_MAX_AGE_SECS,
+    NOTIFICATION_MAX_SKEW_SECS,
 };
 
 pub struct Credits {
@@ -154,6 +155,12 @@ impl Credits {
     pub async fn notification(&self, signed_payload: &str) -> Result<Handled, NotificationError> {
         let n = self.verifier.notification(signed_payload).map_err(NotificationError::Rejected)?;
         let now = self.clock.now();
+        // A replay after the dedupe record expired would apply again: refuse what is that old (or from the future).
+        let age = now - n.signed_at;
+        if !(-NOTIFICATION_MAX_SKEW_SECS..=NOTIFICATION_MAX_AGE_SECS).contains(&age) {
+            tracing::warn!(notification_uuid = %n.notification_uuid, age_secs = age, "app store notification out of its window");
+            return Err(NotificationError::Rejected(Rejection::Stale));
+        }
         let transaction_id = n.transaction.as_ref().map(|t| t.transaction_id.as_str());
         let handled = match (n.notification_type.as_str(), transaction_id) {
             ("REFUND", Some(tid)) => Handled::Refund(self.store.refund_purchase(tid, &n.notification_uuid, now).await?),

@@ -10,9 +10,8 @@ use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{Funds, LedgerKind, UnixTime, UserId};
 use crate::ports::{CreditsStore, PortError, PurchaseFacts, PurchaseOutcome, RefundOutcome, VerifiedPurchase, Written};
 
-/// How long a processed notification is remembered (Apple retries a failed delivery five times, the last
-/// about six and a half days after the first attempt).
-const NOTIFICATION_TTL_SECS: i64 = 90 * 24 * 3600;
+/// How long a processed notification is remembered (the `ttl` of its record).
+const NOTIFICATION_TTL_SECS: i64 = crate::ports::NOTIFICATION_DEDUPE_SECS;
 
 fn purchase_pk(transaction_id: &str) -> String {
     format!("APPSTORE_TXN#{transaction_id}")
