@@ -7,7 +7,8 @@ use std::sync::Arc;
 use facemake::adapters::memory::MemoryStore;
 use facemake::domain::{LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, UserId};
 use facemake::ports::{
-    AttemptOutcome, Counter, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome, Written,
+    AttemptOutcome, Counter, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome,
+    Rotation, Written,
 };
 use facemake::wiring::Store;
 use testkit::dynamodb_store;
@@ -298,7 +299,12 @@ fn refresh(user: &UserId, family: &str) -> RefreshRecord {
         family_created_at: NOW,
         expires_at: NOW + 30 * 86400,
         state: RefreshState::Active,
+        rotated: None,
     }
+}
+
+fn by(client: &str) -> Rotation {
+    Rotation { at: NOW, by: client.to_owned() }
 }
 
 async fn sessions_rotate_once_and_respect_revoked_families(store: Arc<dyn Store>) {
@@ -310,17 +316,21 @@ async fn sessions_rotate_once_and_respect_revoked_families(store: Arc<dyn Store>
     assert_eq!(store.find_session("unknown").await.unwrap(), None);
 
     let second = refresh(&user, &family);
-    assert_eq!(store.rotate(&first.token_hash, &second).await.unwrap(), RotateOutcome::Rotated);
-    assert_eq!(store.find_session(&first.token_hash).await.unwrap().unwrap().state, RefreshState::Rotated);
+    assert_eq!(store.rotate(&first.token_hash, &second, &by("client-a")).await.unwrap(), RotateOutcome::Rotated);
+    let spent = store.find_session(&first.token_hash).await.unwrap().unwrap();
+    assert_eq!((spent.state, spent.rotated), (RefreshState::Rotated, Some(by("client-a"))), "who rotated it, when");
     assert_eq!(store.find_session(&second.token_hash).await.unwrap().unwrap().state, RefreshState::Active);
     assert_eq!(
-        store.rotate(&first.token_hash, &refresh(&user, &family)).await.unwrap(),
+        store.rotate(&first.token_hash, &refresh(&user, &family), &by("client-b")).await.unwrap(),
         RotateOutcome::AlreadyRotated,
         "a spent token cannot be spent again"
     );
 
     store.revoke_family(&family, &user, NOW).await.unwrap();
-    assert_eq!(store.rotate(&second.token_hash, &refresh(&user, &family)).await.unwrap(), RotateOutcome::FamilyRevoked);
+    assert_eq!(
+        store.rotate(&second.token_hash, &refresh(&user, &family), &by("client-a")).await.unwrap(),
+        RotateOutcome::FamilyRevoked
+    );
     assert_eq!(store.find_session(&second.token_hash).await.unwrap().unwrap().state, RefreshState::Active, "unchanged");
 }
 
@@ -332,7 +342,7 @@ async fn sessions_concurrent_rotations_of_one_token_let_one_win(store: Arc<dyn S
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (store, old, next) = (store.clone(), first.token_hash.clone(), refresh(&user, &family));
-            tokio::spawn(async move { store.rotate(&old, &next).await.unwrap() })
+            tokio::spawn(async move { store.rotate(&old, &next, &by("client-a")).await.unwrap() })
         })
         .collect();
     let mut rotated = 0;

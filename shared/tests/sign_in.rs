@@ -16,7 +16,68 @@ testkit::harness_on_both_stores!(
     refresh_rotates_and_reuse_revokes_the_whole_family,
     logout_revokes_one_family_or_all_of_them,
     the_hourly_sms_budget_stops_every_text_beyond_it,
+    the_same_client_presenting_a_token_again_within_seconds_is_a_retry,
+    a_retry_after_the_window_or_from_another_client_is_reuse,
+    a_double_submit_from_one_client_rotates_once_and_keeps_the_family,
 );
+
+const APP: Option<(Option<&str>, Option<&str>)> = Some((Some("198.51.100.7"), Some("Facemake/3.1 iOS/18.2")));
+
+async fn the_same_client_presenting_a_token_again_within_seconds_is_a_retry(h: Harness) {
+    let session = sign_in(&h, &unique_phone()).await;
+    let auth = h.deps.sign_in();
+    let next = auth.refresh_from(&session.refresh_token, APP).await.unwrap();
+    // The answer was lost; the app sends the same request again 9 s later: a 409 to retry, nothing revoked.
+    h.clock.advance(9);
+    assert!(matches!(auth.refresh_from(&session.refresh_token, APP).await, Err(RefreshError::JustRotated)));
+    let after = auth.refresh_from(&next.refresh_token, APP).await.unwrap();
+    assert_eq!(after.user.id, session.user.id, "the family lives on");
+}
+
+async fn a_retry_after_the_window_or_from_another_client_is_reuse(h: Harness) {
+    let auth = h.deps.sign_in();
+    // After the window: reuse, and the family is revoked.
+    let session = sign_in(&h, &unique_phone()).await;
+    let next = auth.refresh_from(&session.refresh_token, APP).await.unwrap();
+    h.clock.advance(11);
+    assert!(matches!(auth.refresh_from(&session.refresh_token, APP).await, Err(RefreshError::Invalid)));
+    assert!(matches!(auth.refresh_from(&next.refresh_token, APP).await, Err(RefreshError::Invalid)), "revoked");
+    // Within the window but from another address, or another app: reuse.
+    for thief in
+        [Some((Some("203.0.113.9"), Some("Facemake/3.1 iOS/18.2"))), Some((Some("198.51.100.7"), Some("curl/8.5")))]
+    {
+        let session = sign_in(&h, &unique_phone()).await;
+        let next = auth.refresh_from(&session.refresh_token, APP).await.unwrap();
+        assert!(matches!(auth.refresh_from(&session.refresh_token, thief).await, Err(RefreshError::Invalid)));
+        assert!(matches!(auth.refresh_from(&next.refresh_token, APP).await, Err(RefreshError::Invalid)), "revoked");
+    }
+    // No client known (as before): every second presentation is reuse.
+    let session = sign_in(&h, &unique_phone()).await;
+    let next = auth.refresh(&session.refresh_token).await.unwrap();
+    assert!(matches!(auth.refresh(&session.refresh_token).await, Err(RefreshError::Invalid)));
+    assert!(matches!(auth.refresh(&next.refresh_token).await, Err(RefreshError::Invalid)));
+}
+
+async fn a_double_submit_from_one_client_rotates_once_and_keeps_the_family(h: Harness) {
+    let session = sign_in(&h, &unique_phone()).await;
+    let auth = Arc::new(h.deps.sign_in());
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), session.refresh_token.clone());
+            tokio::spawn(async move { auth.refresh_from(&token, APP).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => winners.push(s),
+            Err(RefreshError::JustRotated) => {}
+            Err(e) => panic!("a double submit is not reuse: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one rotation");
+    assert!(auth.refresh_from(&winners[0].refresh_token, APP).await.is_ok(), "the family lives on");
+}
 
 async fn the_hourly_sms_budget_stops_every_text_beyond_it(mut h: Harness) {
     use facemake::metrics::Metric;

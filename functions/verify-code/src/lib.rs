@@ -60,7 +60,8 @@ struct RefreshRequest {
 
 async fn refresh(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let body: RefreshRequest = json_body(&req)?;
-    let session = state.sign_in.refresh(&body.refresh_token).await?;
+    let agent = req.headers().get(lambda_http::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let session = state.sign_in.refresh_from(&body.refresh_token, Some((source_ip(&req).as_deref(), agent))).await?;
     Ok(json(StatusCode::OK, &SessionView::from(&session)))
 }
 

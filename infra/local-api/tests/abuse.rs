@@ -151,6 +151,28 @@ async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase(store: Arc<dyn S
     assert_eq!(history.iter().map(|e| e["amount"].as_i64().unwrap()).sum::<i64>(), 1, "the ledger sums to the balance");
 }
 
+async fn a_repeated_refresh_is_a_retry_and_another_address_is_reuse(store: Arc<dyn Store>, phone: &str) {
+    let api = Api::start(store).await;
+    let (_, _) = api.post("/v1/auth/send-code", json!({"phone": phone}), None).await;
+    let code = api.code_for(phone).await;
+    let (_, session) = api.post("/v1/auth/verify-code", json!({"phone": phone, "code": code}), None).await;
+    let old = json!({"refreshToken": session["refreshToken"]});
+    let (status, next) = api.post("/v1/auth/refresh", old.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    // The app did not see that answer and sends the request again: 409, retryable, and nothing revoked.
+    let (status, body) = api.post("/v1/auth/refresh", old.clone(), None).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::CONFLICT, json!("CONFLICT")), "{body}");
+    let (status, newer) = api.post("/v1/auth/refresh", json!({"refreshToken": next["refreshToken"]}), None).await;
+    assert_eq!(status, StatusCode::OK, "the family lives on: {newer}");
+    // The spent token from another address: reuse, and the family is revoked.
+    let thief = from_address(&api, "127.0.0.2");
+    let spent = json!({"refreshToken": next["refreshToken"]});
+    let (status, body) = thief.post("/v1/auth/refresh", spent, None).await;
+    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("INVALID_TOKEN")), "{body}");
+    let (status, _) = api.post("/v1/auth/refresh", json!({"refreshToken": newer["refreshToken"]}), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked with its family");
+}
+
 async fn the_cooldown_survives_the_deletion(store: Arc<dyn Store>, phone: &str) {
     let api = Api::start(store).await;
     let token = api.sign_in(phone).await;
@@ -211,4 +233,15 @@ async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase_on_the_in_memory
 async fn a_refund_of_spent_credits_is_paid_by_the_next_purchase_on_dynamodb_local() {
     a_refund_of_spent_credits_is_paid_by_the_next_purchase(Arc::new(testkit::dynamodb_store().await), "+14155550193")
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_refresh_is_a_retry_and_another_address_is_reuse_on_the_in_memory_store() {
+    a_repeated_refresh_is_a_retry_and_another_address_is_reuse(Arc::new(MemoryStore::new()), "+14155550194").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_refresh_is_a_retry_and_another_address_is_reuse_on_dynamodb_local() {
+    let store = Arc::new(testkit::dynamodb_store().await);
+    a_repeated_refresh_is_a_retry_and_another_address_is_reuse(store, "+14155550194").await;
 }

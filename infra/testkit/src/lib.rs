@@ -270,6 +270,7 @@ impl Harness {
             family_created_at: now,
             expires_at: now + self.deps.policy.refresh_ttl_secs,
             state: facemake::ports::RefreshState::Active,
+            rotated: None,
         };
         self.deps.store.create_session(&record).await.unwrap_or_else(|e| panic!("session: {e}"));
     }

@@ -229,6 +229,10 @@ impl From<RefreshError> for ApiError {
     fn from(e: RefreshError) -> Self {
         match e {
             RefreshError::Invalid => Self::new(ErrorCode::InvalidToken, "The session has ended. Please sign in again."),
+            RefreshError::JustRotated => Self::new(
+                ErrorCode::Conflict,
+                "This refresh token was used moments ago: use the tokens that request returned, or try again in a few seconds.",
+            ),
             RefreshError::Port(p) => p.into(),
             RefreshError::Crypto(c) => Self::internal(&c),
             RefreshError::Token(t) => Self::internal(&t),

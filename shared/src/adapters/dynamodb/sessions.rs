@@ -5,9 +5,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::{cancellation_codes, from_item, key, s, sdk_error, to_item, DynamoStore};
+use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, DynamoStore};
 use crate::domain::{UnixTime, UserId};
-use crate::ports::{PortError, RefreshRecord, RefreshState, RotateOutcome, SessionStore};
+use crate::ports::{PortError, RefreshRecord, RefreshState, RotateOutcome, Rotation, SessionStore};
 
 const RT: &str = "RT";
 const FAM: &str = "FAM";
@@ -31,6 +31,10 @@ struct TokenItem {
     expires_at: UnixTime,
     state: String,
     ttl: UnixTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_at: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_by: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -61,6 +65,8 @@ fn to_token_item(r: &RefreshRecord) -> TokenItem {
         .to_owned(),
         // Kept a day past expiry so a late reuse is still recognised as reuse.
         ttl: r.expires_at + 24 * 3600,
+        rotated_at: r.rotated.as_ref().map(|x| x.at),
+        rotated_by: r.rotated.as_ref().map(|x| x.by.clone()),
     }
 }
 
@@ -99,18 +105,29 @@ impl SessionStore for DynamoStore {
             family_created_at: t.family_created_at,
             expires_at: t.expires_at,
             state: if t.state == ACTIVE { RefreshState::Active } else { RefreshState::Rotated },
+            rotated: match (t.rotated_at, t.rotated_by) {
+                (Some(at), Some(by)) => Some(Rotation { at, by }),
+                _ => None,
+            },
         }))
     }
 
-    async fn rotate(&self, old_hash: &str, new: &RefreshRecord) -> Result<RotateOutcome, PortError> {
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, PortError> {
         let internal = |e| PortError::internal("sessions", e);
         let spend = Update::builder()
             .table_name(&self.tables.sessions)
             .set_key(Some(key(token_pk(old_hash), RT)))
-            .update_expression("SET #state = :rotated")
+            .update_expression("SET #state = :rotated, rotatedAt = :at, rotatedBy = :by")
             .condition_expression("#state = :active")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":rotated", s(ROTATED))
+            .expression_attribute_values(":at", n(rotation.at))
+            .expression_attribute_values(":by", s(&rotation.by))
             .expression_attribute_values(":active", s(ACTIVE))
             .build()
             .map_err(internal)?;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{UnixTime, UserId};
-use crate::ports::{PortError, RefreshRecord, RefreshState, RotateOutcome, SessionStore};
+use crate::ports::{PortError, RefreshRecord, RefreshState, RotateOutcome, Rotation, SessionStore};
 
 use super::MemoryStore;
 
@@ -22,7 +22,12 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().sessions.get(token_hash).cloned())
     }
 
-    async fn rotate(&self, old_hash: &str, new: &RefreshRecord) -> Result<RotateOutcome, PortError> {
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        rotation: &Rotation,
+    ) -> Result<RotateOutcome, PortError> {
         let mut inner = self.lock();
         match inner.sessions.get(old_hash) {
             Some(r) if r.state == RefreshState::Active => {}
@@ -33,6 +38,7 @@ impl SessionStore for MemoryStore {
         }
         if let Some(old) = inner.sessions.get_mut(old_hash) {
             old.state = RefreshState::Rotated;
+            old.rotated = Some(rotation.clone());
         }
         inner.sessions.insert(new.token_hash.clone(), new.clone());
         Ok(RotateOutcome::Rotated)

@@ -43,3 +43,13 @@ pub fn code_matches(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &O
     let parts = [phone.e164(), code_id, code.digits()];
     keys.otp.iter().any(|key| crypto::hmac_matches(key.expose_secret(), &parts, stored))
 }
+
+/// Which client made a request, as a refresh token's rotation records it: a keyed hash (16 characters) of
+/// the source address and the User-Agent, so the record keeps neither.
+pub fn client_key(keys: &AppKeys, source_ip: Option<&str>, user_agent: Option<&str>) -> String {
+    let key = keys.otp.first().map(|k| k.expose_secret()).unwrap_or_default();
+    let mut tag =
+        crypto::hmac_b64(key, &["refresh-client", source_ip.unwrap_or("unknown"), user_agent.unwrap_or("unknown")]);
+    tag.truncate(16);
+    tag
+}

@@ -4,7 +4,7 @@
 mod keyed;
 mod send;
 
-pub use keyed::{code_matches, hash_code, number_keys, source_key};
+pub use keyed::{client_key, code_matches, hash_code, number_keys, source_key};
 pub use send::{CodeSent, SendCode, SendCodeError};
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::domain::{new_id, LedgerEntry, LedgerKind, OtpCode, PhoneNumber, UnixT
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     AccountStore, AttemptOutcome, Clock, CreateOutcome, KeyProvider, NewUser, OtpStore, PortError, RateDecision,
-    RateLimiter, RefreshRecord, RefreshState, RotateOutcome, SessionStore, Written,
+    RateLimiter, RefreshRecord, RefreshState, RotateOutcome, Rotation, SessionStore, Written,
 };
 use crate::tokens::{AccessTokens, TokenError};
 
@@ -60,6 +60,10 @@ pub enum SignInError {
 pub enum RefreshError {
     #[error("the refresh token is not valid")]
     Invalid,
+    /// The token was rotated moments ago by this same client: a retry of that request, whose answer holds the
+    /// new pair (lost or still in flight). Nothing is revoked; the app can retry.
+    #[error("the refresh token was just used by this client")]
+    JustRotated,
     #[error(transparent)]
     Port(#[from] PortError),
     #[error(transparent)]
@@ -232,23 +236,43 @@ impl SignIn {
             family_created_at: now,
             expires_at: now + self.policy.refresh_ttl_secs,
             state: RefreshState::Active,
+            rotated: None,
         };
         Ok((refresh_token, record))
     }
 
     /// Trades a refresh token for a new pair. The presented token is spent; presenting a spent token again
-    /// revokes its whole family (it has leaked, or the app is confused — either way, sign in again).
+    /// revokes its whole family (it has leaked, or the app is confused — either way, sign in again). With no
+    /// client known, every second presentation is reuse; see [`SignIn::refresh_from`].
     pub async fn refresh(&self, presented: &str) -> Result<Session, RefreshError> {
+        self.refresh_from(presented, None).await
+    }
+
+    /// [`SignIn::refresh`] for a request from `client` (source address, User-Agent): the same client presenting
+    /// a token it rotated at most [`crate::ports::REFRESH_RETRY_SECS`] ago, or while its rotation is in flight, is retrying
+    /// that request: [`RefreshError::JustRotated`], and the family lives on.
+    pub async fn refresh_from(
+        &self,
+        presented: &str,
+        client: Option<(Option<&str>, Option<&str>)>,
+    ) -> Result<Session, RefreshError> {
         if !looks_like_refresh_token(presented) {
             return Err(RefreshError::Invalid);
         }
         let now = self.clock.now();
         let hash = crypto::sha256_b64(presented.as_bytes());
-        let old = self.sessions.find_session(&hash).await?.ok_or(RefreshError::Invalid)?;
+        let (old, keys) = tokio::join!(self.sessions.find_session(&hash), self.keys.keys());
+        let old = old?.ok_or(RefreshError::Invalid)?;
+        let keys = keys?;
         if old.expires_at <= now {
             return Err(RefreshError::Invalid);
         }
+        let client = client.map(|(ip, agent)| client_key(&keys, ip, agent));
+        let retry = |record: &RefreshRecord| client.as_deref().is_some_and(|c| record.retried_by(c, now));
         if old.state == RefreshState::Rotated {
+            if retry(&old) {
+                return Err(RefreshError::JustRotated);
+            }
             self.revoke_for_reuse(&old, now).await?;
             return Err(RefreshError::Invalid);
         }
@@ -257,13 +281,22 @@ impl SignIn {
             token_hash: crypto::sha256_b64(refresh_token.as_bytes()),
             expires_at: now + self.policy.refresh_ttl_secs,
             state: RefreshState::Active,
+            rotated: None,
             ..old.clone()
         };
-        let (rotated, user, keys) =
-            tokio::join!(self.sessions.rotate(&hash, &next), self.accounts.get_user(&old.user_id), self.keys.keys());
+        // Without a client the rotation is tagged with no one's tag: nothing can be taken for its retry.
+        let rotation = Rotation { at: now, by: client.clone().unwrap_or_default() };
+        let (rotated, user) =
+            tokio::join!(self.sessions.rotate(&hash, &next, &rotation), self.accounts.get_user(&old.user_id));
         match rotated? {
             RotateOutcome::Rotated => {}
             RotateOutcome::AlreadyRotated => {
+                // A concurrent rotation won: by this client (committed, or still in flight) it is a retry.
+                let now_stored = self.sessions.find_session(&hash).await?;
+                let in_flight = now_stored.as_ref().is_some_and(|r| r.state == RefreshState::Active);
+                if client.is_some() && (in_flight || now_stored.as_ref().is_some_and(retry)) {
+                    return Err(RefreshError::JustRotated);
+                }
                 self.revoke_for_reuse(&old, now).await?;
                 return Err(RefreshError::Invalid);
             }
@@ -276,7 +309,6 @@ impl SignIn {
             self.sessions.revoke_family(&old.family_id, &old.user_id, now).await?;
             return Err(RefreshError::Invalid);
         }
-        let keys = keys?;
         let access_token = self.access_tokens().issue(&keys, &user.id, now)?;
         Ok(Session { access_token, refresh_token, expires_in: self.policy.access_ttl_secs, is_new_user: false, user })
     }
