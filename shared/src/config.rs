@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::adapters::providers::hosts::DownloadHosts;
 use crate::domain::CountryAllowlist;
 
 #[derive(thiserror::Error, PartialEq, Eq)]
@@ -172,6 +173,8 @@ pub struct GenerationConfig {
     pub provider_secret_arn: String,
     pub openai_api_base: String,
     pub replicate_api_base: String,
+    /// Where Replicate's output files may be downloaded from (`REPLICATE_OUTPUT_HOSTS`).
+    pub replicate_output_hosts: DownloadHosts,
     /// Generations a user may have queued or processing at once.
     pub max_in_flight: u32,
     /// Seconds after which the reconciler fails and refunds a job still queued or processing. Longer than
@@ -192,6 +195,7 @@ impl Default for GenerationConfig {
             provider_secret_arn: String::new(),
             openai_api_base: "https://api.openai.com".to_owned(),
             replicate_api_base: "https://api.replicate.com".to_owned(),
+            replicate_output_hosts: DownloadHosts::default(),
             max_in_flight: 3,
             deadline_secs: 900,
             claim_secs: 330,
@@ -209,6 +213,11 @@ impl GenerationConfig {
             provider_secret_arn: required(env, "PROVIDER_SECRET_ARN")?,
             openai_api_base: env.var("OPENAI_API_BASE").unwrap_or(d.openai_api_base),
             replicate_api_base: env.var("REPLICATE_API_BASE").unwrap_or(d.replicate_api_base),
+            replicate_output_hosts: match env.var("REPLICATE_OUTPUT_HOSTS") {
+                None => d.replicate_output_hosts,
+                Some(list) => DownloadHosts::parse(&list)
+                    .map_err(|reason| ConfigError::Invalid { var: "REPLICATE_OUTPUT_HOSTS", reason })?,
+            },
             max_in_flight: number(env, "MAX_GENERATIONS_IN_FLIGHT", d.max_in_flight)?,
             deadline_secs: number(env, "GENERATION_DEADLINE_SECONDS", d.deadline_secs)?,
             claim_secs: d.claim_secs,

@@ -257,7 +257,10 @@ impl Deps {
                 let replicate_base = self.generation.replicate_api_base.clone();
                 Providers {
                     openai: Arc::new(OpenAiImages::new(self.generation.openai_api_base.clone(), credentials.clone())),
-                    replicate: Arc::new(ReplicatePredictions::new(replicate_base, credentials)),
+                    replicate: Arc::new(
+                        ReplicatePredictions::new(replicate_base, credentials)
+                            .with_output_hosts(self.generation.replicate_output_hosts.clone()),
+                    ),
                 }
             }
             Media::Fixed { providers, .. } => providers.clone(),

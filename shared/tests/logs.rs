@@ -328,7 +328,10 @@ async fn a_generation_journey_logs_no_keys_tokens_or_url_signatures() {
             )),
             replicate: Arc::new(
                 facemake::adapters::providers::replicate::ReplicatePredictions::new(server.uri(), credentials)
-                    .with_poll_interval(Duration::from_millis(10)),
+                    .with_poll_interval(Duration::from_millis(10))
+                    .with_output_hosts(
+                        facemake::adapters::providers::hosts::DownloadHosts::parse(&server.uri()).unwrap(),
+                    ),
             ),
         };
 

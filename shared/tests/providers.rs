@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use facemake::adapters::providers::hosts::DownloadHosts;
 use facemake::adapters::providers::openai::OpenAiImages;
 use facemake::adapters::providers::replicate::ReplicatePredictions;
 use facemake::adapters::providers::{ProviderCredentials, ProviderKeys, REASON_CONTENT_POLICY};
@@ -394,8 +395,102 @@ fn prediction(server: &MockServer, id: &str, status: &str, output: Value, error:
     })
 }
 
+/// The stand-in serves the output files too: its exact origin is the one allowed download host.
+fn stand_in(server: &MockServer) -> DownloadHosts {
+    DownloadHosts::parse(&server.uri()).unwrap()
+}
+
+/// A prediction that succeeds at once with `output` as its file.
+async fn succeeding_with(server: &MockServer, output: &str) {
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            server,
+            "p9",
+            "succeeded",
+            json!([output]),
+            json!(null),
+        )))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn replicate_outputs_are_downloaded_only_from_the_allowed_hosts() {
+    // The prediction points the worker at another host (an internal address here): nothing is fetched.
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(rendered(image::ImageFormat::Png)))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    succeeding_with(&server, &format!("{}/latest/meta-data/out.png", elsewhere.uri())).await;
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let err = render(&replicate(&server), &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+    assert!(!format!("{err:?}").contains("meta-data"), "the error names the host, not the path: {err:?}");
+}
+
+#[tokio::test]
+async fn replicate_output_redirects_are_followed_only_to_allowed_hosts() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    // An allowed host redirecting away: refused, the other host never asked.
+    Mock::given(method("GET"))
+        .and(path("/files/away.png"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/x.png", elsewhere.uri())))
+        .mount(&server)
+        .await;
+    // And within the allowed host: followed.
+    Mock::given(method("GET"))
+        .and(path("/files/moved.png"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/files/here.png", server.uri())))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/here.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
+        .mount(&server)
+        .await;
+    succeeding_with(&server, &format!("{}/files/away.png", server.uri())).await;
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let err = render(&replicate(&server), &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+
+    let server2 = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/files/moved.png"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/files/here.png", server2.uri())))
+        .mount(&server2)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/here.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
+        .mount(&server2)
+        .await;
+    succeeding_with(&server2, &format!("{}/files/moved.png", server2.uri())).await;
+    let image = render(&replicate(&server2), &spec, &photo(), Some(PHOTO_URL)).await.unwrap();
+    assert_eq!(image.bytes, png, "a redirect within the allowed host is followed");
+}
+
+#[test]
+fn the_default_download_host_is_replicates_file_host() {
+    let hosts = DownloadHosts::default();
+    assert!(hosts.allows(&url::Url::parse("https://replicate.delivery/pbxt/a/out-0.png").unwrap()));
+    assert!(!hosts.allows(&url::Url::parse("http://127.0.0.1:9/out.png").unwrap()));
+}
+
 fn replicate(server: &MockServer) -> ReplicatePredictions {
-    ReplicatePredictions::new(server.uri(), keys()).with_poll_interval(Duration::from_millis(10))
+    ReplicatePredictions::new(server.uri(), keys())
+        .with_poll_interval(Duration::from_millis(10))
+        .with_output_hosts(stand_in(server))
 }
 
 fn replicate_api_error(status: u16, title: &str, detail: &str) -> ResponseTemplate {

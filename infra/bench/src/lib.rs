@@ -130,6 +130,8 @@ impl LoopbackStage {
             ("TWILIO_API_BASE", stub),
             ("OPENAI_API_BASE", stub),
             ("REPLICATE_API_BASE", stub),
+            // The stub serves the output files too (a deployed stage keeps the default, replicate.delivery).
+            ("REPLICATE_OUTPUT_HOSTS", stub),
             ("PREVIEW_BASE_URL", "https://d111111abcdef8.cloudfront.net"),
             ("CREDIT_PRODUCTS", "app.facemake.credits.10=10,app.facemake.credits.50=50"),
             ("APP_STORE_BUNDLE_ID", "app.facemake.ios"),

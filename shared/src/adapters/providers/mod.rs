@@ -8,6 +8,7 @@
 //! on first use. Keys are `SecretString`s: no `Debug`, log line or error carries one, and provider messages are
 //! scrubbed of anything that looks like a key before they reach an error's `detail`.
 
+pub mod hosts;
 pub mod local;
 pub mod openai;
 pub mod replicate;

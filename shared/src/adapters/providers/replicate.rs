@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::hosts::DownloadHosts;
 use super::{
     classify_status, configuration, http_client, mentions_safety, provider_params, read_capped, refused, rendered_type,
     retry_after, scrub, transient, transport_error, ProviderCredentials,
@@ -36,6 +37,9 @@ const CANCEL_MARGIN: Duration = Duration::from_secs(5);
 
 pub struct ReplicatePredictions {
     http: OnceLock<reqwest::Client>,
+    /// The client for output files: redirects followed only to allowed hosts.
+    download_http: OnceLock<reqwest::Client>,
+    output_hosts: Arc<DownloadHosts>,
     api_base: String,
     credentials: Arc<ProviderCredentials>,
     poll_interval: Duration,
@@ -158,11 +162,43 @@ impl ReplicatePredictions {
     pub fn new(api_base: impl Into<String>, credentials: impl Into<Arc<ProviderCredentials>>) -> Self {
         Self {
             http: OnceLock::new(),
+            download_http: OnceLock::new(),
+            output_hosts: Arc::new(DownloadHosts::default()),
             api_base: api_base.into().trim_end_matches('/').to_owned(),
             credentials: credentials.into(),
             poll_interval: Duration::from_secs(2),
             deadline: Duration::from_secs(150),
         }
+    }
+
+    /// The hosts output files may come from (default: Replicate's file host, `replicate.delivery`).
+    pub fn with_output_hosts(mut self, hosts: DownloadHosts) -> Self {
+        self.output_hosts = Arc::new(hosts);
+        self
+    }
+
+    /// The download client: at most 3 redirects, each to an allowed host; any other is an error.
+    fn download_client(&self) -> Result<&reqwest::Client, ProviderError> {
+        if let Some(client) = self.download_http.get() {
+            return Ok(client);
+        }
+        let hosts = self.output_hosts.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 3 {
+                attempt.error("too many redirects")
+            } else if hosts.allows(attempt.url()) {
+                attempt.follow()
+            } else {
+                attempt.error("redirected to a host outside REPLICATE_OUTPUT_HOSTS")
+            }
+        });
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .redirect(policy)
+            .build()
+            .map_err(|e| configuration(format!("http client: {e}")))?;
+        Ok(self.download_http.get_or_init(|| client))
     }
 
     /// How long to wait between polls of an unfinished prediction (tests shorten it).
@@ -246,14 +282,22 @@ impl ReplicatePredictions {
 
     /// Downloads the output file (no token: it is served from Replicate's file host).
     async fn download(&self, url: &str) -> Result<RenderedImage, ProviderError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|_| transient("replicate output is not a URL".to_owned(), None))
-            .and_then(|u| match u.scheme() {
-                "https" | "http" => Ok(u),
-                other => Err(configuration(format!("replicate output has the scheme {other}"))),
-            })?;
-        let response =
-            http_client(&self.http)?.get(parsed).send().await.map_err(|e| transport_error("replicate output", e))?;
+        let parsed = url::Url::parse(url).map_err(|_| transient("replicate output is not a URL".to_owned(), None))?;
+        if !self.output_hosts.allows(&parsed) {
+            // Not retried: the prediction's answer itself points elsewhere. The host only (no path or query).
+            let host = parsed.host_str().unwrap_or("").to_owned();
+            return Err(configuration(format!(
+                "replicate output is at {}://{host}, outside REPLICATE_OUTPUT_HOSTS",
+                parsed.scheme()
+            )));
+        }
+        let response = self.download_client()?.get(parsed).send().await.map_err(|e| {
+            if e.is_redirect() {
+                configuration("replicate output redirected to a host outside REPLICATE_OUTPUT_HOSTS".to_owned())
+            } else {
+                transport_error("replicate output", e)
+            }
+        })?;
         let status = response.status();
         if !status.is_success() {
             return Err(transient(format!("downloading the replicate output answered {status}"), None));
