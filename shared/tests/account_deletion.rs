@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use facemake::adapters::dynamodb::DynamoStore;
 use facemake::adapters::memory::MemoryStore;
-use facemake::domain::{object_keys, LedgerKind, TemplateId, UploadId, UserId};
+use facemake::domain::{object_keys, Funds, LedgerKind, TemplateId, UploadId, UserId};
 use facemake::ports::{
     JobRef, ObjectInfo, ObjectStore, PortError, PresignedUpload, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
 };
@@ -220,6 +220,37 @@ async fn an_abandoned_deletion_is_finished_by_the_reconciler<S: Dump + 'static>(
     nothing_left(store.as_ref(), &h, &user).await;
     assert_eq!(h.deps.account().finish_pending_deletions(10).await.unwrap(), 0);
     assert!(h.signed_in(PHONE).await.is_new_user);
+}
+
+/// A deleted account that owed credits (an App Store refund of spent ones): the ledger it leaves writes the debt
+/// off, so what the account owed is never dropped without an entry.
+async fn a_deleted_accounts_debt_is_written_off_in_its_ledger<S: Dump + 'static>(store: Arc<S>) {
+    let h = Harness::over(store.clone());
+    let (user, _) = full_account(&h).await;
+    let ledger = h.deps.store.ledger(&user, 100).await.unwrap();
+    let purchase = ledger.iter().find(|e| e.kind == LedgerKind::Purchase).unwrap().reference.clone();
+    let balance = h.deps.store.balance(&user).await.unwrap();
+    h.deps.store.adjust(&user, -i64::try_from(balance).unwrap() + 1, "spent", 2).await.unwrap();
+    h.deps.store.refund_purchase(&purchase, "n-debt", 2).await.unwrap();
+    assert_eq!(h.deps.store.funds(&user).await.unwrap(), Funds { balance: 0, debt: 9 });
+    h.deps.account().delete(&user).await.unwrap();
+    let anon = user.anonymised();
+    let written_off = h.deps.store.ledger(&anon, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (written_off.kind, written_off.amount, written_off.debt_after, written_off.reference.as_str()),
+        (LedgerKind::Debt, 0, Some(0), "account-deleted")
+    );
+    nothing_left(store.as_ref(), &h, &user).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_deleted_accounts_debt_is_written_off_in_its_ledger() {
+    a_deleted_accounts_debt_is_written_off_in_its_ledger(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_a_deleted_accounts_debt_is_written_off_in_its_ledger() {
+    a_deleted_accounts_debt_is_written_off_in_its_ledger(Arc::new(testkit::dynamodb_store().await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

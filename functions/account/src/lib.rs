@@ -50,7 +50,13 @@ struct PatchMe {
     #[serde(default, deserialize_with = "present")]
     display_name: Option<Option<String>>,
     /// Whether the App Store may be told how much of a purchase was used when Apple asks about a refund.
+    #[serde(default, deserialize_with = "boolean")]
     share_consumption_data: Option<bool>,
+}
+
+/// A present field must be `true` or `false` (`null` is refused, not taken for "leave it").
+fn boolean<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(d).map(Some)
 }
 
 /// `Some(value)` for a field that is present, even when its value is `null`.

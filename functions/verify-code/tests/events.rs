@@ -79,7 +79,13 @@ async fn the_refresh_fixture_rotates_and_its_reuse_is_401() {
     assert_eq!(first.status(), 200);
     let new_token = body_json(&first)["refreshToken"].as_str().unwrap().to_owned();
 
-    let replay = router(&h).handle(event("refresh.json")).await;
+    // The same request again (the app's retry: same address, same User-Agent): 409, nothing revoked.
+    let retry = router(&h).handle(event("refresh.json")).await;
+    assert_eq!((retry.status().as_u16(), body_json(&retry)["error"]["code"].as_str()), (409, Some("CONFLICT")));
+    // From another client: reuse.
+    let mut stolen = event("refresh.json");
+    stolen.headers_mut().insert(http::header::USER_AGENT, http::HeaderValue::from_static("curl/8.5"));
+    let replay = router(&h).handle(stolen).await;
     assert_eq!((replay.status().as_u16(), body_json(&replay)["error"]["code"].as_str()), (401, Some("INVALID_TOKEN")));
     assert_eq!(replay.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
 

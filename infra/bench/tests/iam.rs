@@ -173,6 +173,8 @@ impl Stage {
     fn env(&self, overrides: &[(&str, String)]) -> BTreeMap<String, String> {
         let mut env = common::function_env(&self.loopback, &self.twilio, &self.openai, &self.chain);
         env.insert("REPLICATE_API_BASE".into(), self.replicate.uri());
+        // The Replicate stand-in serves the output files too.
+        env.insert("REPLICATE_OUTPUT_HOSTS".into(), self.replicate.uri());
         for (k, v) in overrides {
             env.insert((*k).to_owned(), v.clone());
         }
@@ -445,10 +447,13 @@ async fn journey(stage: &Stage) {
         .await;
     assert_eq!(refreshed.status(), 200, "{}", body_json(&refreshed));
     let refreshed = body_json(&refreshed);
-    // The spent token again: a reuse, which revokes the whole family.
-    let reused = stage
-        .http(Method::POST, "/v1/auth/refresh", Some(json!({"refreshToken": session["refreshToken"]})), None)
-        .await;
+    // The spent token again from the same client at once: a retry (409, the rotation read again); from
+    // another client: a reuse, which revokes the whole family.
+    let spent = json!({"refreshToken": session["refreshToken"]});
+    let retried = stage.http(Method::POST, "/v1/auth/refresh", Some(spent.clone()), None).await;
+    assert_eq!(retried.status(), 409, "{}", body_json(&retried));
+    let thief = [("user-agent", "curl/8.5")];
+    let reused = stage.http_with(Method::POST, "/v1/auth/refresh", Some(spent), None, &thief).await;
     assert_eq!(reused.status(), 401);
     let t = token(&refreshed);
     let logout = stage

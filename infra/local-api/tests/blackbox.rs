@@ -45,7 +45,12 @@ async fn sign_in_journey(api: &Api, phone: &str) {
     let (status, rotated) = api.post("/v1/auth/refresh", json!({"refreshToken": refresh}), None).await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(rotated["user"]["displayName"], "Ada Lovelace");
+    // Presented again by this client at once: a retry (409, nothing revoked); by another client: reuse.
     let (status, _) = api.post("/v1/auth/refresh", json!({"refreshToken": refresh}), None).await;
+    assert_eq!(status, 409, "a retry of the refresh");
+    let thief = [("user-agent", "curl/8.5")];
+    let spent = Some(json!({"refreshToken": refresh}));
+    let (status, _) = api.call_with(reqwest::Method::POST, "/v1/auth/refresh", spent, None, &thief).await;
     assert_eq!(status, 401, "a spent refresh token is refused");
     let (status, _) = api.post("/v1/auth/refresh", json!({"refreshToken": rotated["refreshToken"]}), None).await;
     assert_eq!(status, 401, "and its family with it");

@@ -85,7 +85,9 @@ impl ReqwestTransport {
         }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
+            // Inside the function's 10 s timeout, so a slow Apple fails the notification (503) instead of the
+            // Lambda being killed.
+            .timeout(Duration::from_secs(5))
             // Apple answers directly; a redirect is not part of the API.
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -122,6 +122,22 @@ impl Funds {
         Some((FundsChange { entries, after: Funds { balance, debt: self.debt - paid } }, paid))
     }
 
+    /// An account's deletion: the balance is forfeited (an `adjustment`) and what it owed is written off (a
+    /// `debt` entry of amount 0 down to 0), both `account-deleted`; `None` when there is neither.
+    pub fn forfeit(self, now: UnixTime) -> Option<FundsChange> {
+        let mut entries = Vec::new();
+        if self.balance > 0 {
+            let amount = -i64::try_from(self.balance).ok()?;
+            entries.push(LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now));
+        }
+        if self.debt > 0 {
+            let mut written_off = LedgerEntry::new(LedgerKind::Debt, 0, 0, "account-deleted", now);
+            written_off.debt_after = Some(0);
+            entries.push(written_off);
+        }
+        (!entries.is_empty()).then_some(FundsChange { entries, after: Funds::default() })
+    }
+
     /// Reverses a refund that took `taken` and left `shortfall` owed: the part of the shortfall still owed is
     /// cleared, and what was taken or already paid back is given back, so `balance - debt` regains the whole
     /// purchase. (The debt is one sum: when several refunds are owed, this one's is taken as the last paid.)
@@ -198,6 +214,16 @@ mod tests {
         let (bought, _) = Funds { balance: 0, debt: 6 }.purchase(3, "t3", NOW).unwrap();
         let back = bought.after.reverse(4, 6, "t1", NOW).unwrap();
         assert_eq!(back.after, Funds { balance: 7, debt: 0 });
+    }
+
+    #[test]
+    fn a_deletion_forfeits_the_balance_and_writes_off_the_debt_in_the_ledger() {
+        assert_eq!(Funds::default().forfeit(NOW), None);
+        let c = Funds { balance: 4, debt: 0 }.forfeit(NOW).unwrap();
+        assert_eq!(kinds(&c), [(LedgerKind::Adjustment, -4, 0, None)]);
+        let c = Funds { balance: 2, debt: 6 }.forfeit(NOW).unwrap();
+        assert_eq!(kinds(&c), [(LedgerKind::Adjustment, -2, 0, None), (LedgerKind::Debt, 0, 0, Some(0))]);
+        assert_eq!(c.after, Funds::default());
     }
 
     #[test]

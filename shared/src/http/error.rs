@@ -231,7 +231,7 @@ impl From<RefreshError> for ApiError {
             RefreshError::Invalid => Self::new(ErrorCode::InvalidToken, "The session has ended. Please sign in again."),
             RefreshError::JustRotated => Self::new(
                 ErrorCode::Conflict,
-                "This refresh token was used moments ago: use the tokens that request returned, or try again in a few seconds.",
+                "This refresh token was used moments ago by this app: use the tokens that request returned, or sign in again.",
             ),
             RefreshError::Port(p) => p.into(),
             RefreshError::Crypto(c) => Self::internal(&c),

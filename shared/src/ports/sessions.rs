@@ -40,7 +40,8 @@ pub struct Rotation {
 impl RefreshRecord {
     /// Whether `client` presenting this (rotated) token at `now` is a retry of its own rotation.
     pub fn retried_by(&self, client: &str, now: UnixTime) -> bool {
-        matches!(&self.rotated, Some(r) if r.by == client && (0..=REFRESH_RETRY_SECS).contains(&(now - r.at)))
+        // Two seconds of tolerance backwards: the rotation may have been stamped by another container's clock.
+        matches!(&self.rotated, Some(r) if r.by == client && (-2..=REFRESH_RETRY_SECS).contains(&(now - r.at)))
     }
 }
 

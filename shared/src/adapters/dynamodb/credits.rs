@@ -316,20 +316,17 @@ impl CreditsStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Takes the whole balance, whatever it is when the change commits, with an `adjustment` entry
-    /// (`account-deleted`): the first step of anonymising a deleted account's credits.
+    /// Takes the whole balance and writes off the debt, whatever they are when the change commits, with their
+    /// entries (`Funds::forfeit`, `account-deleted`): the first step of anonymising a deleted account's credits.
     pub(super) async fn forfeit(&self, user: &UserId, now: UnixTime) -> Result<(), PortError> {
-        self.change_balance(
+        self.change_funds_from(
             user,
             now,
+            None,
             |_| Ok(vec![]),
-            |balance| match balance {
-                Some(b) if b > 0 => {
-                    let amount = -i64::try_from(b).unwrap_or(i64::MAX);
-                    let entry = LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now);
-                    Decision::Apply { entry, then: () }
-                }
-                _ => Decision::Stop(()),
+            |funds| match funds.and_then(|f| f.forfeit(now)) {
+                Some(change) => Decision::Funds { change, then: () },
+                None => Decision::Stop(()),
             },
         )
         .await?;

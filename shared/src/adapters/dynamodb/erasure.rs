@@ -139,13 +139,16 @@ impl AccountEraser for DynamoStore {
                     .map_err(|e| sdk_error("erasure", e))?;
             }
         }
-        // 4. The balance, only at zero: anything else is credit without a ledger entry yet; a re-run forfeits it.
+        // 4. The balance, only at zero and owing nothing: anything else is credit (or a debt) without a ledger
+        //    entry yet; a re-run forfeits it.
         let result = self
             .client
             .delete_item()
             .table_name(&self.tables.credits)
             .set_key(Some(key(user_pk(user), "BALANCE")))
-            .condition_expression("attribute_not_exists(pk) OR balance = :zero")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (balance = :zero AND (attribute_not_exists(debt) OR debt = :zero))",
+            )
             .expression_attribute_values(":zero", aws_sdk_dynamodb::types::AttributeValue::N("0".to_owned()))
             .send()
             .await;

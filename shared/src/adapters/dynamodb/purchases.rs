@@ -92,30 +92,51 @@ impl DynamoStore {
         transact_item_put(&self.tables.credits, to_item("credits", &item)?, "attribute_not_exists(pk)")
     }
 
-    /// Moves a purchase record from `from` to `to` (recording what a refund took and left owed), on the condition that it
-    /// is still in `from` and still belongs to `owner` (account deletion re-keys purchases to an anonymous id:
-    /// a refund that read the old owner retries and applies to the new one).
+    /// Moves a purchase record from `from` to `to` (recording what a refund took and left owed), on the condition
+    /// that it is still in `from`, still belongs to `owner` (account deletion re-keys purchases to an anonymous
+    /// id: a refund that read the old owner retries and applies to the new one) and, for a reversal, still holds
+    /// the figures it `read`.
     fn purchase_transition(
         &self,
         transaction_id: &str,
         owner: &UserId,
         from: PurchaseState,
         to: PurchaseState,
-        refunded_credits: u64,
-        refund_shortfall: u64,
+        (refunded_credits, refund_shortfall): (u64, u64),
+        read: Option<(u64, u64)>,
     ) -> Result<TransactWriteItem, PortError> {
         let state = |s: PurchaseState| if s == PurchaseState::Credited { "credited" } else { "refunded" };
         let update = Update::builder()
             .table_name(&self.tables.credits)
             .set_key(Some(key(purchase_pk(transaction_id), "TXN")))
             .update_expression("SET #state = :to, refundedCredits = :taken, refundShortfall = :owed")
-            .condition_expression("#state = :from AND userId = :owner")
+            .condition_expression(match read {
+                None => "#state = :from AND userId = :owner".to_owned(),
+                // A reversal gives back what it read the refund took and owed: those figures must still be the
+                // record's (a refund, reversal and refund racing it could have changed them). Records refunded
+                // before refundShortfall existed owe 0.
+                Some((_, 0)) => "#state = :from AND userId = :owner AND refundedCredits = :readTaken \
+                     AND (attribute_not_exists(refundShortfall) OR refundShortfall = :readOwed)"
+                    .to_owned(),
+                Some(_) => "#state = :from AND userId = :owner AND refundedCredits = :readTaken \
+                     AND refundShortfall = :readOwed"
+                    .to_owned(),
+            })
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .expression_attribute_values(":from", s(state(from)))
-            .expression_attribute_values(":to", s(state(to)))
-            .expression_attribute_values(":taken", n(refunded_credits))
-            .expression_attribute_values(":owed", n(refund_shortfall))
+            .set_expression_attribute_values(Some({
+                let mut values = std::collections::HashMap::from([
+                    (":owner".to_owned(), s(owner.as_str())),
+                    (":from".to_owned(), s(state(from))),
+                    (":to".to_owned(), s(state(to))),
+                    (":taken".to_owned(), n(refunded_credits)),
+                    (":owed".to_owned(), n(refund_shortfall)),
+                ]);
+                if let Some((taken, owed)) = read {
+                    values.insert(":readTaken".to_owned(), n(taken));
+                    values.insert(":readOwed".to_owned(), n(owed));
+                }
+                values
+            }))
             .build()
             .map_err(|e| PortError::internal("credits", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -254,8 +275,8 @@ impl DynamoStore {
                                 &user,
                                 PurchaseState::Credited,
                                 PurchaseState::Refunded,
-                                taken,
-                                owed,
+                                (taken, owed),
+                                None,
                             )?,
                             self.notification_put(notification_id, now)?,
                         ])
@@ -315,8 +336,8 @@ impl DynamoStore {
                                 &user,
                                 PurchaseState::Refunded,
                                 PurchaseState::Credited,
-                                0,
-                                0,
+                                (0, 0),
+                                Some((taken, owed)),
                             )?,
                             self.notification_put(notification_id, now)?,
                         ])

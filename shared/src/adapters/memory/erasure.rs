@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use crate::domain::{LedgerEntry, LedgerKind, NumberMark, UnixTime, UserId};
+use crate::domain::{NumberMark, UnixTime, UserId};
 use crate::ports::{AccountEraser, Identity, PortError};
 
 use super::MemoryStore;
@@ -36,13 +36,9 @@ impl AccountEraser for MemoryStore {
 
     async fn anonymise_credits(&self, user: &UserId, anon: &UserId, now: UnixTime) -> Result<(), PortError> {
         let mut inner = self.lock();
-        let balance = inner.balance(user).unwrap_or(0);
-        if balance > 0 {
-            let amount = -i64::try_from(balance).map_err(|e| PortError::internal("credits", e))?;
-            inner.apply(user, LedgerEntry::new(LedgerKind::Adjustment, amount, 0, "account-deleted", now));
+        if let Some(change) = inner.funds(user).forfeit(now) {
+            inner.apply_funds(user, change);
         }
-        // What the user owed goes with the balance (as the DynamoDB balance item, deleted at zero, takes it).
-        inner.debts.remove(user);
         let ledger = inner.ledger.remove(user).unwrap_or_default();
         for p in inner.purchases.values_mut() {
             if p.user.as_ref() == Some(user) {

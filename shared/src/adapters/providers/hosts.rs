@@ -25,7 +25,10 @@ impl DownloadHosts {
                 let host = url.host_str().ok_or_else(|| format!("{entry}: no host"))?;
                 let port = url.port_or_known_default().ok_or_else(|| format!("{entry}: no port"))?;
                 origins.push((host.to_ascii_lowercase(), port));
-            } else if entry.contains(['/', ':', '@']) || !entry.contains('.') {
+            } else if entry.contains(['/', ':', '@'])
+                || !entry.contains('.')
+                || entry.parse::<std::net::IpAddr>().is_ok()
+            {
                 return Err(format!("{entry}: a domain (such as replicate.delivery) or an http://host:port origin"));
             } else {
                 domains.push(entry.trim_start_matches('.').to_ascii_lowercase());
@@ -104,7 +107,9 @@ mod tests {
 
     #[test]
     fn bad_lists_are_refused() {
-        for bad in ["", " , ", "https://replicate.delivery", "localhost", "replicate.delivery/path", "http://"] {
+        for bad in
+            ["", " , ", "https://replicate.delivery", "localhost", "replicate.delivery/path", "http://", "10.0.0.7"]
+        {
             assert!(DownloadHosts::parse(bad).is_err(), "{bad:?}");
         }
     }

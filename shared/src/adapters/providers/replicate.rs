@@ -184,7 +184,8 @@ impl ReplicatePredictions {
         }
         let hosts = self.output_hosts.clone();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 3 {
+            // `previous()` includes the first URL (as reqwest's own `Policy::limited` counts).
+            if attempt.previous().len() > 3 {
                 attempt.error("too many redirects")
             } else if hosts.allows(attempt.url()) {
                 attempt.follow()
