@@ -7,8 +7,8 @@ use std::sync::Arc;
 use facemake::adapters::memory::MemoryStore;
 use facemake::domain::{LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, UserId};
 use facemake::ports::{
-    AttemptOutcome, Counter, CreateOutcome, NewUser, RateDecision, RefreshRecord, RefreshState, RotateOutcome,
-    Rotation, Written,
+    AttemptOutcome, Counter, CreateOutcome, NewUser, ProfileUpdate, RateDecision, RefreshRecord, RefreshState,
+    RotateOutcome, Rotation, Written,
 };
 use facemake::wiring::Store;
 use testkit::dynamodb_store;
@@ -285,6 +285,18 @@ async fn accounts_profile_updates_and_session_revocation(store: Arc<dyn Store>) 
     let cleared = store.set_display_name(&user.id, None).await.unwrap().unwrap();
     assert_eq!(cleared.display_name, None);
     assert_eq!(store.set_display_name(&UserId::new(), Some("x")).await.unwrap(), None, "no such user");
+    // Both writable fields in one write, and back; a change of nothing reads the profile.
+    let both = ProfileUpdate { display_name: Some(Some("Grace")), consumption_consent: Some(true) };
+    let changed = store.update_profile(&user.id, &both).await.unwrap().unwrap();
+    assert_eq!((changed.display_name.as_deref(), changed.consumption_consent), (Some("Grace"), true));
+    let back = ProfileUpdate { display_name: Some(None), consumption_consent: Some(false) };
+    let changed = store.update_profile(&user.id, &back).await.unwrap().unwrap();
+    assert_eq!((changed.display_name, changed.consumption_consent), (None, false));
+    let consent = store.set_consumption_consent(&user.id, true).await.unwrap().unwrap();
+    assert!(consent.consumption_consent);
+    let nothing = store.update_profile(&user.id, &ProfileUpdate::default()).await.unwrap().unwrap();
+    assert_eq!((nothing.display_name, nothing.consumption_consent, nothing.credits), (None, true, 3));
+    assert_eq!(store.update_profile(&UserId::new(), &both).await.unwrap(), None, "no such user");
 
     store.revoke_sessions(&user.id, NOW + 5).await.unwrap();
     assert_eq!(store.get_user(&user.id).await.unwrap().unwrap().sessions_revoked_at, Some(NOW + 5));

@@ -77,17 +77,12 @@ async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
                 .map_err(|e| ApiError::validation("displayName", e.to_string()))?,
         ),
     };
-    let mut account = None;
-    if let Some(consent) = patch.share_consumption_data {
-        account = Some(state.account.set_consumption_consent(&user, consent).await?.ok_or_else(gone)?);
+    // Then one write of everything the patch changes (or a read when it changes nothing).
+    let account = match (&name, patch.share_consumption_data) {
+        (None, None) => state.account.get(&user).await?,
+        (name, consent) => state.account.update_profile(&user, name.as_ref().map(Option::as_ref), consent).await?,
     }
-    if let Some(name) = name {
-        account = Some(state.account.set_display_name(&user, name).await?.ok_or_else(gone)?);
-    }
-    let account = match account {
-        Some(account) => account,
-        None => state.account.get(&user).await?.ok_or_else(gone)?,
-    };
+    .ok_or_else(gone)?;
     Ok(json(StatusCode::OK, &UserView::from(&account)))
 }
 

@@ -46,6 +46,25 @@ async fn patch_me_sets_the_display_name_and_only_that() {
     assert_eq!(body_json(&unchanged)["displayName"], "Ada", "an absent field is left alone");
     let cleared = router(&h).handle(patch(r#"{"displayName": null}"#)).await;
     assert_eq!(body_json(&cleared)["displayName"], serde_json::Value::Null);
+    // Both fields in one request, one write; a bad one of them writes neither.
+    let both = router(&h).handle(patch(r#"{"displayName": "Grace", "shareConsumptionData": true}"#)).await;
+    let both = body_json(&both);
+    assert_eq!((both["displayName"].as_str(), both["shareConsumptionData"].as_bool()), (Some("Grace"), Some(true)));
+    for body in [
+        r#"{"displayName": "Eve", "shareConsumptionData": null}"#,
+        r#"{"displayName": "", "shareConsumptionData": false}"#,
+    ] {
+        let refused = router(&h).handle(patch(body)).await;
+        assert_eq!(
+            (refused.status().as_u16(), body_json(&refused)["error"]["code"].as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "{body}"
+        );
+    }
+    let kept = body_json(&router(&h).handle(patch("{}")).await);
+    assert_eq!((kept["displayName"].as_str(), kept["shareConsumptionData"].as_bool()), (Some("Grace"), Some(true)));
+    let back = router(&h).handle(patch(r#"{"displayName": null, "shareConsumptionData": false}"#)).await;
+    assert_eq!(body_json(&back)["shareConsumptionData"], false);
     // An array is not a PATCH of nothing (serde would read it as a struct by position).
     for body in ["[]", r#"["Eve"]"#, "null", "\"Eve\""] {
         let refused = router(&h).handle(patch(body)).await;

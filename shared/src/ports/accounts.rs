@@ -16,6 +16,14 @@ pub struct NewUser {
     pub number_key: Option<String>,
 }
 
+/// A change of the writable profile fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileUpdate<'a> {
+    /// `Some(None)` clears the display name.
+    pub display_name: Option<Option<&'a str>>,
+    pub consumption_consent: Option<bool>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created(UserAccount),
@@ -31,11 +39,17 @@ pub trait AccountStore: Send + Sync {
     /// Creates the user, its phone index entry, its balance and the starter grant's ledger entry in one
     /// transaction, only if the phone number has no user yet.
     async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;
+    /// Applies `update` to the profile in one write (all of it or nothing); `None` when the user does not exist.
+    async fn update_profile(&self, id: &UserId, update: &ProfileUpdate<'_>) -> Result<Option<UserAccount>, PortError>;
     /// Sets or clears the display name; `None` when the user does not exist.
-    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError>;
+    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError> {
+        self.update_profile(id, &ProfileUpdate { display_name: Some(name), consumption_consent: None }).await
+    }
     /// Sets whether the App Store may be told how much of a purchase was used; `None` when the user does not
     /// exist.
-    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError>;
+    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError> {
+        self.update_profile(id, &ProfileUpdate { display_name: None, consumption_consent: Some(consent) }).await
+    }
     /// Revokes every refresh-token family created at or before `at`.
     async fn revoke_sessions(&self, id: &UserId, at: UnixTime) -> Result<(), PortError>;
     /// Records that the account is being deleted (a tombstone keyed by a hash of the id): from then on its

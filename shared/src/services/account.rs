@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use crate::domain::{object_keys, DisplayName, UserAccount, UserId};
-use crate::ports::{AccountEraser, AccountStore, Clock, Identity, ObjectStore, PortError};
+use crate::ports::{AccountEraser, AccountStore, Clock, Identity, ObjectStore, PortError, ProfileUpdate};
 
 /// The signed-in user's own account.
 pub struct Account {
@@ -26,20 +26,16 @@ impl Account {
     }
 
     /// Sets (or with `None` clears) the display name.
-    pub async fn set_display_name(
+    /// Changes the writable profile fields in one write (a new display name is parsed by the caller).
+    pub async fn update_profile(
         &self,
         user: &UserId,
-        name: Option<DisplayName>,
+        display_name: Option<Option<&DisplayName>>,
+        consumption_consent: Option<bool>,
     ) -> Result<Option<UserAccount>, PortError> {
-        self.accounts.set_display_name(user, name.as_ref().map(DisplayName::as_str)).await
-    }
-
-    pub async fn set_consumption_consent(
-        &self,
-        user: &UserId,
-        consent: bool,
-    ) -> Result<Option<UserAccount>, PortError> {
-        self.accounts.set_consumption_consent(user, consent).await
+        let change =
+            ProfileUpdate { display_name: display_name.map(|name| name.map(DisplayName::as_str)), consumption_consent };
+        self.accounts.update_profile(user, &change).await
     }
 
     /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so

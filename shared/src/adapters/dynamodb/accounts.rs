@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
-use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError};
+use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError, ProfileUpdate};
 
 pub(super) const PROFILE: &str = "PROFILE";
 const BALANCE: &str = "BALANCE";
@@ -210,22 +210,37 @@ impl AccountStore for DynamoStore {
         }
     }
 
-    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError> {
-        self.update_profile(id, |update| match name {
-            Some(name) => {
-                update.update_expression("SET displayName = :name").expression_attribute_values(":name", s(name))
+    async fn update_profile(&self, id: &UserId, change: &ProfileUpdate<'_>) -> Result<Option<UserAccount>, PortError> {
+        let (mut set, mut remove) = (vec![], vec![]);
+        let mut values = std::collections::HashMap::new();
+        match change.display_name {
+            Some(Some(name)) => {
+                set.push("displayName = :name");
+                values.insert(":name".to_owned(), s(name));
             }
-            None => update.update_expression("REMOVE displayName"),
-        })
-        .await
-    }
-
-    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError> {
-        self.update_profile(id, |update| match consent {
-            true => update
-                .update_expression("SET consumptionConsent = :yes")
-                .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
-            false => update.update_expression("REMOVE consumptionConsent"),
+            Some(None) => remove.push("displayName"),
+            None => {}
+        }
+        match change.consumption_consent {
+            Some(true) => {
+                set.push("consumptionConsent = :yes");
+                values.insert(":yes".to_owned(), aws_sdk_dynamodb::types::AttributeValue::Bool(true));
+            }
+            Some(false) => remove.push("consumptionConsent"),
+            None => {}
+        }
+        let mut expression = String::new();
+        if !set.is_empty() {
+            expression = format!("SET {}", set.join(", "));
+        }
+        if !remove.is_empty() {
+            expression = format!("{expression} REMOVE {}", remove.join(", ")).trim().to_owned();
+        }
+        if expression.is_empty() {
+            return self.get_user(id).await;
+        }
+        self.update_profile_item(id, |update| {
+            update.update_expression(expression).set_expression_attribute_values((!values.is_empty()).then_some(values))
         })
         .await
     }
@@ -329,7 +344,7 @@ const TOMBSTONE_TTL_SECS: i64 = 7 * 24 * 3600;
 impl DynamoStore {
     /// One update of an existing profile, read back with the balance in the same round trip; `None` when
     /// the user does not exist.
-    async fn update_profile(
+    async fn update_profile_item(
         &self,
         id: &UserId,
         set: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{deletion_key, PhoneNumber, UnixTime, UserAccount, UserId};
-use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError};
+use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError, ProfileUpdate};
 
 use super::MemoryStore;
 
@@ -40,18 +40,15 @@ impl AccountStore for MemoryStore {
         Ok(CreateOutcome::Created(account))
     }
 
-    async fn set_display_name(&self, id: &UserId, name: Option<&str>) -> Result<Option<UserAccount>, PortError> {
+    async fn update_profile(&self, id: &UserId, change: &ProfileUpdate<'_>) -> Result<Option<UserAccount>, PortError> {
         let mut inner = self.lock();
         Ok(inner.users.get_mut(id).map(|u| {
-            u.display_name = name.map(str::to_owned);
-            u.clone()
-        }))
-    }
-
-    async fn set_consumption_consent(&self, id: &UserId, consent: bool) -> Result<Option<UserAccount>, PortError> {
-        let mut inner = self.lock();
-        Ok(inner.users.get_mut(id).map(|u| {
-            u.consumption_consent = consent;
+            if let Some(name) = change.display_name {
+                u.display_name = name.map(str::to_owned);
+            }
+            if let Some(consent) = change.consumption_consent {
+                u.consumption_consent = consent;
+            }
             u.clone()
         }))
     }
