@@ -432,59 +432,50 @@ async fn replicate_outputs_are_downloaded_only_from_the_allowed_hosts() {
     assert!(!format!("{err:?}").contains("meta-data"), "the error names the host, not the path: {err:?}");
 }
 
-#[tokio::test]
-async fn replicate_output_redirects_are_followed_only_to_allowed_hosts() {
-    let server = MockServer::start().await;
-    let elsewhere = MockServer::start().await;
-    let png = rendered(image::ImageFormat::Png);
+/// `from` on `server` answers a redirect to `to`.
+async fn redirect(server: &MockServer, from: &str, to: String) {
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
-        .expect(0)
-        .mount(&elsewhere)
+        .and(path(from))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", to))
+        .mount(server)
         .await;
-    // An allowed host redirecting away: refused, the other host never asked.
-    Mock::given(method("GET"))
-        .and(path("/files/away.png"))
-        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/x.png", elsewhere.uri())))
-        .mount(&server)
-        .await;
-    // And within the allowed host: followed.
-    Mock::given(method("GET"))
-        .and(path("/files/moved.png"))
-        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/files/here.png", server.uri())))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/files/here.png"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
-        .mount(&server)
-        .await;
-    succeeding_with(&server, &format!("{}/files/away.png", server.uri())).await;
-    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
-    let err = render(&replicate(&server), &spec, &photo(), Some(PHOTO_URL)).await.unwrap_err();
-    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
-
-    let server2 = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/files/moved.png"))
-        .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/files/here.png", server2.uri())))
-        .mount(&server2)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/files/here.png"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
-        .mount(&server2)
-        .await;
-    succeeding_with(&server2, &format!("{}/files/moved.png", server2.uri())).await;
-    let image = render(&replicate(&server2), &spec, &photo(), Some(PHOTO_URL)).await.unwrap();
-    assert_eq!(image.bytes, png, "a redirect within the allowed host is followed");
 }
 
-#[test]
-fn the_default_download_host_is_replicates_file_host() {
-    let hosts = DownloadHosts::default();
-    assert!(hosts.allows(&url::Url::parse("https://replicate.delivery/pbxt/a/out-0.png").unwrap()));
-    assert!(!hosts.allows(&url::Url::parse("http://127.0.0.1:9/out.png").unwrap()));
+/// The render's outcome when the prediction's output is `first`, with `/files/here.png` serving the image.
+async fn download_through(server: &MockServer, first: &str) -> Result<RenderedImage, ProviderError> {
+    Mock::given(method("GET"))
+        .and(path("/files/here.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(rendered(image::ImageFormat::Png)))
+        .mount(server)
+        .await;
+    succeeding_with(server, &format!("{}{first}", server.uri())).await;
+    render(&replicate(server), &replicate_spec("black-forest-labs/flux-kontext-pro"), &photo(), Some(PHOTO_URL)).await
+}
+
+#[tokio::test]
+async fn replicate_output_redirects_are_followed_only_to_allowed_hosts() {
+    // An allowed host redirecting away: refused, the other host never asked.
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&elsewhere).await;
+    redirect(&server, "/files/away.png", format!("{}/x.png", elsewhere.uri())).await;
+    let err = download_through(&server, "/files/away.png").await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
+
+    // Within the allowed host: followed, up to three redirects.
+    let server = MockServer::start().await;
+    for (from, to) in [("/r1", "/r2"), ("/r2", "/r3"), ("/r3", "/files/here.png")] {
+        redirect(&server, from, format!("{}{to}", server.uri())).await;
+    }
+    let image = download_through(&server, "/r1").await.unwrap();
+    assert_eq!(image.bytes, rendered(image::ImageFormat::Png), "three redirects within the allowed host");
+    // A fourth is refused.
+    let server = MockServer::start().await;
+    for (from, to) in [("/r0", "/r1"), ("/r1", "/r2"), ("/r2", "/r3"), ("/r3", "/files/here.png")] {
+        redirect(&server, from, format!("{}{to}", server.uri())).await;
+    }
+    let err = download_through(&server, "/r0").await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{err:?}");
 }
 
 fn replicate(server: &MockServer) -> ReplicatePredictions {

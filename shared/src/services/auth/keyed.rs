@@ -26,8 +26,14 @@ pub fn source_key(keys: &AppKeys, source_ip: Option<&str>) -> String {
         Some(Ok(v4)) => v4.to_string(),
         Some(Err(_)) | None => "unknown".to_owned(),
     };
+    short_tag(keys, &["send-source", &source])
+}
+
+/// A 16-character keyed hash of `parts` under the current code key: enough to tell requesters apart, and no
+/// address or User-Agent kept.
+fn short_tag(keys: &AppKeys, parts: &[&str]) -> String {
     let key = keys.otp.first().map(|k| k.expose_secret()).unwrap_or_default();
-    let mut tag = crypto::hmac_b64(key, &["send-source", &source]);
+    let mut tag = crypto::hmac_b64(key, parts);
     tag.truncate(16);
     tag
 }
@@ -47,9 +53,5 @@ pub fn code_matches(keys: &AppKeys, phone: &PhoneNumber, code_id: &str, code: &O
 /// Which client made a request, as a refresh token's rotation records it: a keyed hash (16 characters) of
 /// the source address and the User-Agent, so the record keeps neither.
 pub fn client_key(keys: &AppKeys, source_ip: Option<&str>, user_agent: Option<&str>) -> String {
-    let key = keys.otp.first().map(|k| k.expose_secret()).unwrap_or_default();
-    let mut tag =
-        crypto::hmac_b64(key, &["refresh-client", source_ip.unwrap_or("unknown"), user_agent.unwrap_or("unknown")]);
-    tag.truncate(16);
-    tag
+    short_tag(keys, &["refresh-client", source_ip.unwrap_or("unknown"), user_agent.unwrap_or("unknown")])
 }
