@@ -30,19 +30,27 @@ pub struct Tables {
     pub sessions: String,
     pub catalogue: String,
     pub generations: String,
+    pub characters: String,
 }
 
 impl Tables {
     /// Template.yaml's logical ids of the tables, in field order.
-    pub const LOGICAL_IDS: [&'static str; 6] =
-        ["UsersTable", "CreditsTable", "CodesTable", "SessionsTable", "CatalogueTable", "GenerationsTable"];
+    pub const LOGICAL_IDS: [&'static str; 7] = [
+        "UsersTable",
+        "CreditsTable",
+        "CodesTable",
+        "SessionsTable",
+        "CatalogueTable",
+        "GenerationsTable",
+        "CharactersTable",
+    ];
 
     /// `<prefix><LogicalId>`: how tables are named when created from template.yaml outside CloudFormation
     /// (DynamoDB Local for tests and the local API).
     pub fn prefixed(prefix: &str) -> Self {
-        let [users, credits, codes, sessions, catalogue, generations] =
+        let [users, credits, codes, sessions, catalogue, generations, characters] =
             Self::LOGICAL_IDS.map(|id| format!("{prefix}{id}"));
-        Self { users, credits, codes, sessions, catalogue, generations }
+        Self { users, credits, codes, sessions, catalogue, generations, characters }
     }
 }
 
@@ -184,8 +192,10 @@ pub struct GenerationConfig {
     pub claim_secs: i64,
     /// Lifetime of a presigned upload URL (at most 15 minutes).
     pub upload_url_secs: u64,
-    /// Lifetime of a presigned output URL.
+    /// Lifetime of a presigned output URL (and of a character's thumbnail URL).
     pub output_url_secs: u64,
+    /// Characters a user may keep (`MAX_CHARACTERS_PER_USER`).
+    pub max_characters: u32,
 }
 
 impl Default for GenerationConfig {
@@ -201,6 +211,7 @@ impl Default for GenerationConfig {
             claim_secs: 330,
             upload_url_secs: 900,
             output_url_secs: 600,
+            max_characters: 10,
         }
     }
 }
@@ -223,9 +234,13 @@ impl GenerationConfig {
             claim_secs: d.claim_secs,
             upload_url_secs: d.upload_url_secs,
             output_url_secs: d.output_url_secs,
+            max_characters: number(env, "MAX_CHARACTERS_PER_USER", d.max_characters)?,
         };
         if config.max_in_flight == 0 {
             return Err(ConfigError::Invalid { var: "MAX_GENERATIONS_IN_FLIGHT", reason: "must be at least 1".into() });
+        }
+        if config.max_characters == 0 {
+            return Err(ConfigError::Invalid { var: "MAX_CHARACTERS_PER_USER", reason: "must be at least 1".into() });
         }
         if config.deadline_secs < 2 * config.claim_secs {
             let reason = format!("must be at least {} (twice the worker's claim)", 2 * config.claim_secs);
@@ -296,6 +311,7 @@ impl Config {
             sessions: required(env, "SESSIONS_TABLE")?,
             catalogue: required(env, "CATALOGUE_TABLE")?,
             generations: required(env, "GENERATIONS_TABLE")?,
+            characters: required(env, "CHARACTERS_TABLE")?,
         };
         let app_secret_arn = required(env, "APP_SECRET_ARN")?;
         let sms = match env.var("SMS_PROVIDER").as_deref().unwrap_or("twilio") {
@@ -477,6 +493,7 @@ mod tests {
             ("SESSIONS_TABLE", "s"),
             ("CATALOGUE_TABLE", "t"),
             ("GENERATIONS_TABLE", "g"),
+            ("CHARACTERS_TABLE", "ch"),
             ("IMAGES_BUCKET", "images"),
             ("PROVIDER_SECRET_ARN", "arn:providers"),
             ("APP_SECRET_ARN", "arn:app"),

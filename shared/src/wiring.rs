@@ -21,13 +21,14 @@ use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
 use crate::ports::Dispatcher;
 use crate::ports::{
-    AccountEraser, AccountStore, CatalogueStore, Clock, ConsumptionReporter, CreditsStore, FavoritesStore,
-    GenerationStore, KeyProvider, LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore, SmsSender,
-    SystemClock,
+    AccountEraser, AccountStore, CatalogueStore, CharacterStore, Clock, ConsumptionReporter, CreditsStore,
+    FavoritesStore, GenerationStore, KeyProvider, LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore,
+    SmsSender, SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
 use crate::services::catalogue::CatalogueService;
+use crate::services::characters::Characters;
 use crate::services::credits::Credits;
 use crate::services::generation::{Generations, Providers, RetryPolicy, Worker};
 use crate::tokens::AccessTokens;
@@ -43,6 +44,7 @@ pub trait Store:
     + CatalogueStore
     + FavoritesStore
     + GenerationStore
+    + CharacterStore
     + AccountEraser
 {
 }
@@ -56,6 +58,7 @@ impl<T> Store for T where
         + CatalogueStore
         + FavoritesStore
         + GenerationStore
+        + CharacterStore
         + AccountEraser
 {
 }
@@ -278,6 +281,7 @@ impl Deps {
     pub fn generations(&self, catalogue: Arc<CatalogueService>) -> Generations {
         Generations {
             store: self.store.clone(),
+            characters: self.store.clone(),
             credits: self.store.clone(),
             objects: self.objects(),
             catalogue,
@@ -285,6 +289,18 @@ impl Deps {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             config: self.generation.clone(),
+        }
+    }
+
+    /// Characters (the characters function).
+    pub fn characters(&self) -> Characters {
+        Characters {
+            store: self.store.clone(),
+            objects: self.objects(),
+            clock: self.clock.clone(),
+            max_characters: self.generation.max_characters,
+            url_secs: self.generation.output_url_secs,
+            limits: crate::imaging::PrepareLimits::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use facemake::adapters::dynamodb::DynamoStore;
 use facemake::adapters::memory::MemoryStore;
-use facemake::domain::{object_keys, Funds, LedgerKind, TemplateId, UploadId, UserId};
+use facemake::domain::{object_keys, Funds, GenerationSource, LedgerKind, TemplateId, UploadId, UserId};
 use facemake::ports::{
     JobRef, ObjectInfo, ObjectStore, PortError, PresignedUpload, PurchaseOutcome, RefundOutcome, VerifiedPurchase,
 };
@@ -48,7 +48,7 @@ fn photo() -> Vec<u8> {
 }
 
 /// A user with everything an account can have: two sessions (one logged out), a favourite, a purchase, a
-/// finished and an in-flight generation, an upload. Returns the user and its refresh token.
+/// character, a finished and an in-flight generation (one of them from the character), an upload. Returns the user and its refresh token.
 async fn full_account(h: &Harness) -> (UserId, String) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/catalogue/catalogue.yaml");
     facemake::services::catalogue::seed_catalogue(h.deps.store.as_ref(), &path).await.unwrap();
@@ -74,11 +74,18 @@ async fn full_account(h: &Harness) -> (UserId, String) {
     let upload = UploadId::new();
     h.objects.put(&object_keys::upload(&user, &upload), photo(), "image/jpeg").await.unwrap();
     let template = TemplateId::parse("neon-noir").unwrap();
-    let done = generations.start(&user, "a", &template, &upload, std::future::ready(Ok(false))).await.unwrap();
+    let source = GenerationSource::Upload(upload.clone());
+    let done = generations.start(&user, "a", &template, &source, std::future::ready(Ok(false))).await.unwrap();
     let job = JobRef { user_id: user.clone(), generation_id: done.generation.id.clone() };
     h.deps.worker().process(&job).await.unwrap();
-    generations.start(&user, "b", &template, &upload, std::future::ready(Ok(false))).await.unwrap();
+    let name = facemake::domain::CharacterName::parse("Ada").unwrap();
+    let character = h.deps.characters().create(&user, &name, &[upload], std::future::ready(Ok(false))).await.unwrap();
+    let from_character = GenerationSource::Character(character.id);
+    generations.start(&user, "b", &template, &from_character, std::future::ready(Ok(false))).await.unwrap();
     assert!(h.objects.keys().iter().any(|k| k.starts_with("outputs/")));
+    assert!(h.objects.keys().iter().any(|k| k.starts_with("characters/")));
+    let (_, stats) = h.deps.store.get_user_with_stats(&user).await.unwrap().unwrap();
+    assert_eq!((stats.characters, stats.generations, stats.favorites), (1, 2, 1));
     (user, session.refresh_token)
 }
 

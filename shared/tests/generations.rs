@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use facemake::domain::{
-    object_keys, GenerationStatus, LedgerEntry, LedgerKind, PhoneNumber, TemplateId, UploadId, UserId,
+    object_keys, GenerationSource, GenerationStatus, LedgerEntry, LedgerKind, PhoneNumber, TemplateId, UploadId, UserId,
 };
 use facemake::metrics::Metric;
 use facemake::ports::{
@@ -82,7 +82,7 @@ impl ImageProvider for Scripted {
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         // What reaches a provider is the prepared photo: a JPEG, never the upload as it was.
-        assert_eq!(&request.image[..2], &[0xFF, 0xD8]);
+        assert!(!request.images.is_empty() && request.images.iter().all(|i| i[..2] == [0xFF, 0xD8]));
         self.script.lock().unwrap().pop_front().unwrap_or_else(|| Ok(png()))
     }
 }
@@ -141,7 +141,8 @@ impl World {
     }
 
     async fn start(&self, user: &UserId, key: &str, upload: &UploadId) -> Result<Started, StartError> {
-        self.generations.start(user, key, &TemplateId::parse(TEMPLATE).unwrap(), upload, not_deleted()).await
+        let source = GenerationSource::Upload(upload.clone());
+        self.generations.start(user, key, &TemplateId::parse(TEMPLATE).unwrap(), &source, not_deleted()).await
     }
 
     async fn balance(&self, user: &UserId) -> u64 {
@@ -260,7 +261,8 @@ async fn a_start_for_an_account_being_deleted_writes_nothing(store: Arc<dyn Stor
     let user = w.user(5).await;
     let upload = w.upload(&user, photo()).await;
     let template = TemplateId::parse(TEMPLATE).unwrap();
-    let refused = w.generations.start(&user, "k", &template, &upload, std::future::ready(Ok(true))).await;
+    let source = GenerationSource::Upload(upload.clone());
+    let refused = w.generations.start(&user, "k", &template, &source, std::future::ready(Ok(true))).await;
     assert!(matches!(refused, Err(StartError::AccountDeleted)), "{refused:?}");
     // A check that fails is no permission either.
     let failed = w
@@ -269,7 +271,7 @@ async fn a_start_for_an_account_being_deleted_writes_nothing(store: Arc<dyn Stor
             &user,
             "k",
             &template,
-            &upload,
+            &source,
             std::future::ready(Err(facemake::ports::PortError::unavailable("t", "down"))),
         )
         .await;
@@ -323,7 +325,7 @@ async fn unknown_templates_and_missing_uploads_charge_nothing(store: Arc<dyn Sto
     let upload = w.upload(&user, photo()).await;
     let retired = TemplateId::parse("vaporwave").unwrap();
     assert!(matches!(
-        w.generations.start(&user, "a", &retired, &upload, not_deleted()).await,
+        w.generations.start(&user, "a", &retired, &GenerationSource::Upload(upload.clone()), not_deleted()).await,
         Err(StartError::UnknownTemplate)
     ));
     assert!(matches!(w.start(&user, "b", &UploadId::new()).await, Err(StartError::NoUpload)));
@@ -529,7 +531,7 @@ impl ImageProvider for FetchesByUrl {
         true
     }
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
-        let url = request.image_url.expect("a provider that fetches by URL gets one").to_owned();
+        let url = request.image_urls.first().expect("a provider that fetches by URL gets one").to_owned();
         // The object behind the URL, read the way the provider's GET would find it.
         let key = self.objects.keys().into_iter().find(|k| k.starts_with("work/") && url.contains(k.as_str()));
         let bytes = match key {

@@ -273,8 +273,8 @@ async fn generate(
     }
     let key = format!("key-{template}");
     let template = TemplateId::parse(template).unwrap();
-    let started =
-        generations.start(user, &key, &template, &upload.upload_id, std::future::ready(Ok(false))).await.unwrap();
+    let source = facemake::domain::GenerationSource::Upload(upload.upload_id.clone());
+    let started = generations.start(user, &key, &template, &source, std::future::ready(Ok(false))).await.unwrap();
     let job = facemake::ports::JobRef { user_id: user.clone(), generation_id: started.generation.id.clone() };
     let result = worker.process(&job).await.unwrap();
     let mut urls = vec![upload.presigned.url];

@@ -134,7 +134,13 @@ impl Studio {
     async fn start(&self, key: &str) -> Result<JobRef, StartError> {
         let started = self
             .generations
-            .start(&self.user, key, &TemplateId::parse(TEMPLATE).unwrap(), &self.upload, std::future::ready(Ok(false)))
+            .start(
+                &self.user,
+                key,
+                &TemplateId::parse(TEMPLATE).unwrap(),
+                &facemake::domain::GenerationSource::Upload(self.upload.clone()),
+                std::future::ready(Ok(false)),
+            )
             .await?;
         Ok(JobRef { user_id: self.user.clone(), generation_id: started.generation.id })
     }

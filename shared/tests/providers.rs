@@ -75,8 +75,8 @@ async fn render(
     provider
         .render(RenderRequest {
             spec,
-            image,
-            image_url,
+            images: &[image.to_vec()],
+            image_urls: &image_url.map(str::to_owned).into_iter().collect::<Vec<_>>(),
             job_id: "01JTESTGENERATION",
             time_left: std::time::Duration::from_secs(200),
         })
@@ -801,8 +801,8 @@ async fn replicate_cancels_before_the_workers_budget_runs_out() {
     let started = std::time::Instant::now();
     let request = RenderRequest {
         spec: &spec,
-        image: &photo(),
-        image_url: Some(PHOTO_URL),
+        images: &[photo()],
+        image_urls: &[PHOTO_URL.to_owned()],
         job_id: "01JTESTGENERATION",
         time_left: Duration::from_secs(6),
     };

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use facemake::domain::{
-    FailFrom, Generation, GenerationSpec, GenerationStatus, LedgerEntry, LedgerKind, OtpRecord, PhoneNumber, Provider,
-    TemplateId, Timings, UnixTime, UploadId, UserId,
+    FailFrom, Generation, GenerationSource, GenerationSpec, GenerationStatus, LedgerEntry, LedgerKind, OtpRecord,
+    PhoneNumber, Provider, TemplateId, Timings, UnixTime, UploadId, UserId,
 };
 use facemake::ports::{
     AttemptOutcome, ClaimOutcome, FailOutcome, IdempotencyRecord, JobRef, NewGeneration, NewUser, StartOutcome, Written,
@@ -79,7 +79,8 @@ async fn job(store: &Arc<dyn Store>, user: &UserId, setup: Setup) -> (JobRef, Ge
         id: id.clone(),
         user_id: user.clone(),
         template_id: TemplateId::parse("neon-noir").unwrap(),
-        upload_id: UploadId::new(),
+        source: GenerationSource::Upload(UploadId::new()),
+        input_keys: Vec::new(),
         spec: GenerationSpec {
             provider: Provider::Openai,
             model: "gpt-image-1".into(),

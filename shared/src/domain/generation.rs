@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{GenerationSpec, InvalidValue, TemplateId, UnixTime, UserId};
+use super::{CharacterId, GenerationSpec, InvalidValue, TemplateId, UnixTime, UserId};
 
 /// Where a generation is in its life. `Succeeded` and `Failed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,14 +75,47 @@ impl std::fmt::Display for UploadId {
     }
 }
 
+/// What a generation renders: exactly one of an uploaded photo, a saved character's photos, or the output of
+/// an earlier succeeded generation of the same user (restyled). Stored as one of the record's fields
+/// `uploadId`, `characterId` or `parentGenerationId` (records from before characters have `uploadId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GenerationSource {
+    #[serde(rename = "uploadId")]
+    Upload(UploadId),
+    #[serde(rename = "characterId")]
+    Character(CharacterId),
+    #[serde(rename = "parentGenerationId")]
+    Generation(String),
+}
+
+impl GenerationSource {
+    /// `upload`, `character` or `generation`, as the API names the kinds.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upload(_) => "upload",
+            Self::Character(_) => "character",
+            Self::Generation(_) => "generation",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Upload(id) => id.as_str(),
+            Self::Character(id) => id.as_str(),
+            Self::Generation(id) => id,
+        }
+    }
+}
+
 /// Object keys in the images bucket. Everything of a user's lives under `…/<userId>/`, which is what
 /// account deletion removes and what the uploads lifecycle rule expires.
 pub mod object_keys {
-    use super::{UploadId, UserId};
+    use super::{CharacterId, UploadId, UserId};
 
     pub const UPLOADS: &str = "uploads/";
     pub const WORK: &str = "work/";
     pub const OUTPUTS: &str = "outputs/";
+    pub const CHARACTERS: &str = "characters/";
 
     /// The photo as the app uploaded it.
     pub fn upload(user: &UserId, upload: &UploadId) -> String {
@@ -100,9 +133,19 @@ pub mod object_keys {
         format!("{OUTPUTS}{user}/{generation}.{extension}")
     }
 
+    /// The `index`-th prepared photo of a character (kept until the character or the account is deleted).
+    pub fn character_photo(user: &UserId, character: &CharacterId, index: u32) -> String {
+        format!("{CHARACTERS}{user}/{character}/{index}.jpg")
+    }
+
     /// Every prefix a user's objects live under.
-    pub fn user_prefixes(user: &UserId) -> [String; 3] {
-        [format!("{UPLOADS}{user}/"), format!("{WORK}{user}/"), format!("{OUTPUTS}{user}/")]
+    pub fn user_prefixes(user: &UserId) -> [String; 4] {
+        [
+            format!("{UPLOADS}{user}/"),
+            format!("{WORK}{user}/"),
+            format!("{OUTPUTS}{user}/"),
+            format!("{CHARACTERS}{user}/"),
+        ]
     }
 }
 
@@ -138,7 +181,13 @@ pub struct Generation {
     pub id: String,
     pub user_id: UserId,
     pub template_id: TemplateId,
-    pub upload_id: UploadId,
+    /// What is rendered (one of `uploadId`, `characterId`, `parentGenerationId` in the record).
+    #[serde(flatten)]
+    pub source: GenerationSource,
+    /// The objects the worker reads as its input photos, fixed when the job started (a character's photos;
+    /// the parent's output). Empty in records from before characters: the upload is the input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_keys: Vec<String>,
     /// The template's generation settings as they were when the user paid: a template edited or retired
     /// meanwhile still renders what was bought. Server-side only.
     pub spec: GenerationSpec,
@@ -175,6 +224,33 @@ pub struct Generation {
     pub claim_delivery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+}
+
+impl Generation {
+    /// The objects the worker reads, in order.
+    pub fn inputs(&self) -> Vec<String> {
+        match (&self.source, self.input_keys.is_empty()) {
+            (GenerationSource::Upload(upload), true) => vec![object_keys::upload(&self.user_id, upload)],
+            _ => self.input_keys.clone(),
+        }
+    }
+
+    /// Whether the inputs were prepared already (a character's photos): else the worker prepares them.
+    pub fn inputs_prepared(&self) -> bool {
+        matches!(self.source, GenerationSource::Character(_))
+    }
+
+    /// The objects deleting this generation removes: the photo it was uploaded with (a character's photos and
+    /// a parent's output belong to them), its prepared copy and its output.
+    pub fn owned_keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(3);
+        if let GenerationSource::Upload(upload) = &self.source {
+            keys.push(object_keys::upload(&self.user_id, upload));
+        }
+        keys.push(object_keys::work(&self.user_id, &self.id));
+        keys.extend(self.output_key.clone());
+        keys
+    }
 }
 
 /// The rules of a job's transitions. The memory store applies them directly; the DynamoDB store writes each

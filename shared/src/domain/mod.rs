@@ -1,5 +1,6 @@
 //! Parsed domain types. Each `parse` returns a typed error that the HTTP layer turns into a field detail.
 
+mod character;
 mod credits;
 mod generation;
 mod ids;
@@ -9,8 +10,9 @@ mod template;
 mod time;
 mod user;
 
+pub use character::{Character, CharacterId, CharacterName, ProfileStats};
 pub use credits::{Funds, FundsChange, LedgerEntry, LedgerKind, RefundSplit};
-pub use generation::{object_keys, FailFrom, Generation, GenerationStatus, Timings, UploadId};
+pub use generation::{object_keys, FailFrom, Generation, GenerationSource, GenerationStatus, Timings, UploadId};
 pub use ids::{deletion_key, new_id, UserId};
 pub use otp::{NumberMark, OtpCode, OtpRecord, OtpRefusal, SendLimits, SendRefusal, Sends};
 pub use phone::{CountryAllowlist, PhoneError, PhoneNumber};

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{phone::mask_e164, rfc3339, LedgerEntry, LedgerKind, Template, UserAccount};
+use crate::domain::{phone::mask_e164, rfc3339, LedgerEntry, LedgerKind, ProfileStats, Template, UserAccount};
 use crate::services::auth::Session;
 
 /// `user` = `{id, phone (masked), displayName|null, credits, createdAt}`.
@@ -16,6 +16,16 @@ pub struct UserView {
     pub created_at: String,
     /// Whether the App Store may be told how much of a purchase was used when it asks (`PATCH /v1/me`).
     pub share_consumption_data: bool,
+    /// The profile's counters: on `GET /v1/me` only (reading them is that route's job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ProfileStats>,
+}
+
+impl UserView {
+    /// The user with the profile's counters (`GET /v1/me`).
+    pub fn with_stats(u: &UserAccount, stats: ProfileStats) -> Self {
+        Self { stats: Some(stats), ..Self::from(u) }
+    }
 }
 
 impl From<&UserAccount> for UserView {
@@ -27,6 +37,7 @@ impl From<&UserAccount> for UserView {
             credits: u.credits,
             created_at: rfc3339(u.created_at),
             share_consumption_data: u.consumption_consent,
+            stats: None,
         }
     }
 }

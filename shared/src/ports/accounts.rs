@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::PortError;
-use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::domain::{LedgerEntry, PhoneNumber, ProfileStats, UnixTime, UserAccount, UserId};
 
 /// A user about to be created at first sign-in.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub enum CreateOutcome {
 pub trait AccountStore: Send + Sync {
     async fn find_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError>;
     async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError>;
+    /// The user and the profile's counters, read together in one round trip (`GET /v1/me`).
+    async fn get_user_with_stats(&self, id: &UserId) -> Result<Option<(UserAccount, ProfileStats)>, PortError>;
     /// Creates the user, its phone index entry, its balance and the starter grant's ledger entry in one
     /// transaction, only if the phone number has no user yet.
     async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError>;

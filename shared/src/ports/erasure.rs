@@ -12,6 +12,8 @@ pub trait AccountEraser: Send + Sync {
     /// Every refresh token and revoked-family record of the user. Returns how many items went.
     async fn erase_sessions(&self, user: &UserId) -> Result<usize, PortError>;
     async fn erase_favorites(&self, user: &UserId) -> Result<usize, PortError>;
+    /// Character records and the count (their photos go with the user's object prefixes).
+    async fn erase_characters(&self, user: &UserId) -> Result<usize, PortError>;
     /// Generation records, idempotency keys and the in-flight counter.
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError>;
     /// Forfeits the remaining balance (an adjustment entry), then moves the ledger to `anon` (an id that

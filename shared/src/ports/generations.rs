@@ -119,8 +119,9 @@ pub trait GenerationStore: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> Result<GenerationPage, PortError>;
-    /// Deletes a finished generation's record.
-    async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError>;
+    /// Deletes a finished generation's record (with the profile's counters of it), given the caller's read of
+    /// it: the store writes from that read, and reads again only when the record changed meanwhile.
+    async fn delete_generation(&self, read: &Generation) -> Result<DeleteOutcome, PortError>;
     /// Takes the job for a worker: queued, or processing under a claim that ran out or that was taken for
     /// the same `delivery` (a redelivery after a crash); never past its deadline (the reconciler fails and
     /// refunds those).

@@ -5,6 +5,7 @@ use crate::domain::UnixTime;
 
 mod accounts;
 mod catalogue;
+mod characters;
 mod codes;
 mod credits;
 mod erasure;
@@ -17,6 +18,7 @@ mod sms;
 
 pub use accounts::*;
 pub use catalogue::*;
+pub use characters::*;
 pub use codes::*;
 pub use credits::*;
 pub use erasure::*;

@@ -10,10 +10,13 @@ pub struct RenderRequest<'a> {
     /// The template's server-side settings: provider, model, prompt, params (`localEffect` is the local
     /// renderer's; real adapters leave it out).
     pub spec: &'a GenerationSpec,
-    /// The prepared photo: JPEG, upright, without metadata, downsized.
-    pub image: &'a [u8],
-    /// A short-lived URL of the same prepared photo, for providers that fetch their input.
-    pub image_url: Option<&'a str>,
+    /// The prepared photos (JPEG, upright, without metadata, downsized), at least one: one for an upload or
+    /// a restyle, a character's photos in order. Empty for a provider that fetches its input by URL and whose
+    /// inputs were prepared already (it gets `image_urls` only).
+    pub images: &'a [Vec<u8>],
+    /// Short-lived URLs of the same prepared photos, in the same order, for providers that fetch their input
+    /// (empty for the others).
+    pub image_urls: &'a [String],
     /// The generation's id: stable across retries, usable for provider-side de-duplication and logs.
     pub job_id: &'a str,
     /// The most this call may take (what is left of the worker's budget). Providers that run remote work
@@ -53,7 +56,7 @@ pub enum ProviderError {
 /// An AI image provider (or the local renderer).
 #[async_trait]
 pub trait ImageProvider: Send + Sync {
-    /// Whether the provider fetches its input from `RenderRequest::image_url` (the worker then stores the
+    /// Whether the provider fetches its input from `RenderRequest::image_urls` (the worker then stores the
     /// prepared photo and presigns a URL for it).
     fn needs_image_url(&self) -> bool;
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError>;

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::domain::{object_keys, DisplayName, UserAccount, UserId};
+use crate::domain::{object_keys, DisplayName, ProfileStats, UserAccount, UserId};
 use crate::ports::{AccountEraser, AccountStore, Clock, Identity, ObjectStore, PortError, ProfileUpdate};
 
 /// The signed-in user's own account.
@@ -16,6 +16,7 @@ pub struct Account {
 pub struct Erased {
     pub sessions: usize,
     pub favorites: usize,
+    pub characters: usize,
     pub generations: usize,
     pub objects: usize,
 }
@@ -23,6 +24,11 @@ pub struct Erased {
 impl Account {
     pub async fn get(&self, user: &UserId) -> Result<Option<UserAccount>, PortError> {
         self.accounts.get_user(user).await
+    }
+
+    /// The user and the profile's counters, in one round trip.
+    pub async fn get_with_stats(&self, user: &UserId) -> Result<Option<(UserAccount, ProfileStats)>, PortError> {
+        self.accounts.get_user_with_stats(user).await
     }
 
     /// Sets (or with `None` clears) the display name.
@@ -39,7 +45,7 @@ impl Account {
     }
 
     /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so
-    /// its access tokens change nothing more, then erases sessions, favourites, generations, every image under
+    /// its access tokens change nothing more, then erases sessions, favourites, characters, generations, every image under
     /// the user's prefixes, moves the credits ledger to an anonymous id (kept for accounting), and finally the
     /// phone number, its code record and the profile, leaving the number's mark (`NumberMark`: no new starter
     /// grant, the same send limits, for a year) under a keyed hash of it. Every step is idempotent: a deletion interrupted
@@ -52,6 +58,7 @@ impl Account {
         let mut erased = Erased {
             sessions: self.eraser.erase_sessions(user).await?,
             favorites: self.eraser.erase_favorites(user).await?,
+            characters: self.eraser.erase_characters(user).await?,
             generations: self.eraser.erase_generations(user).await?,
             objects: 0,
         };
@@ -65,6 +72,7 @@ impl Account {
         tracing::info!(
             sessions = erased.sessions,
             favorites = erased.favorites,
+            characters = erased.characters,
             generations = erased.generations,
             objects = erased.objects,
             "account deleted"

@@ -4,5 +4,6 @@
 pub mod account;
 pub mod auth;
 pub mod catalogue;
+pub mod characters;
 pub mod credits;
 pub mod generation;

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::{cancellation_codes, from_item, key, n, s, sdk_error, to_item, DynamoStore, Item};
-use crate::domain::{LedgerEntry, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::domain::{LedgerEntry, PhoneNumber, ProfileStats, UnixTime, UserAccount, UserId};
 use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError, ProfileUpdate};
 
 pub(super) const PROFILE: &str = "PROFILE";
@@ -38,6 +38,23 @@ struct ProfileItem {
     number_key: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     consumption_consent: bool,
+    /// How many favourite templates the user has: changed in the same transaction as each favourite. Signed:
+    /// a favourite from before the count was never counted, so removing it can take it below zero (read as 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    favorites: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A counter as the profile shows it: never below zero.
+fn counted(n: i64) -> u64 {
+    n.max(0).unsigned_abs()
+}
+
+fn balance_key(id: &UserId) -> Item {
+    key(user_pk(id), BALANCE)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,37 +141,45 @@ impl AccountStore for DynamoStore {
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
         // Profile and balance in one round trip.
-        let keys = |k: Item| KeysAndAttributes::builder().keys(k).consistent_read(true).build();
-        let mut request = self
-            .client
-            .batch_get_item()
-            .request_items(
-                &self.tables.users,
-                keys(key(user_pk(id), PROFILE)).map_err(|e| PortError::internal("users", e))?,
+        let [profile, balance] = self
+            .batch_get(
+                "users",
+                [(&self.tables.users, key(user_pk(id), PROFILE)), (&self.tables.credits, balance_key(id))],
             )
-            .request_items(
-                &self.tables.credits,
-                keys(key(user_pk(id), BALANCE)).map_err(|e| PortError::internal("users", e))?,
-            );
-        let (mut profile, mut balance) = (None, None);
-        for _ in 0..4 {
-            let out = request.send().await.map_err(|e| sdk_error("users", e))?;
-            let mut responses = out.responses.unwrap_or_default();
-            if let Some(item) = responses.remove(&self.tables.users).and_then(|mut v| v.pop()) {
-                profile = Some(from_item::<ProfileItem>("users", item)?);
-            }
-            if let Some(item) = responses.remove(&self.tables.credits).and_then(|mut v| v.pop()) {
-                balance = Some(from_item::<BalanceItem>("credits", item)?);
-            }
-            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
-                None => return Ok(profile.map(|p| account(p, balance))),
-                Some(unprocessed) => {
-                    request = self.client.batch_get_item().set_request_items(Some(unprocessed));
-                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-                }
-            }
-        }
-        Err(PortError::unavailable("users", "batch read left keys unprocessed"))
+            .await?;
+        let profile = profile.map(|i| from_item::<ProfileItem>("users", i)).transpose()?;
+        let balance = balance.map(|i| from_item::<BalanceItem>("credits", i)).transpose()?;
+        Ok(profile.map(|p| account(p, balance)))
+    }
+
+    async fn get_user_with_stats(&self, id: &UserId) -> Result<Option<(UserAccount, ProfileStats)>, PortError> {
+        // The profile (with its favourites count), the balance, the generation counters and the character
+        // count: one round trip across four tables.
+        let [profile, balance, generations, characters] = self
+            .batch_get(
+                "users",
+                [
+                    (&self.tables.users, key(user_pk(id), PROFILE)),
+                    (&self.tables.credits, balance_key(id)),
+                    (&self.tables.generations, key(user_pk(id), super::generations::IN_FLIGHT)),
+                    (&self.tables.characters, key(user_pk(id), super::characters::COUNT)),
+                ],
+            )
+            .await?;
+        let Some(profile) = profile.map(|i| from_item::<ProfileItem>("users", i)).transpose()? else {
+            return Ok(None);
+        };
+        let counters =
+            generations.map(|i| from_item::<super::generations::CountersItem>("generations", i)).transpose()?;
+        let characters = characters.map(|i| from_item::<super::characters::CountItem>("characters", i)).transpose()?;
+        let stats = ProfileStats {
+            generations: counters.as_ref().map_or(0, |c| counted(c.generations)),
+            succeeded: counters.as_ref().map_or(0, |c| counted(c.succeeded)),
+            favorites: counted(profile.favorites),
+            characters: characters.map_or(0, |c| counted(c.count)),
+        };
+        let balance = balance.map(|i| from_item::<BalanceItem>("credits", i)).transpose()?;
+        Ok(Some((account(profile, balance), stats)))
     }
 
     async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {
@@ -169,6 +194,7 @@ impl AccountStore for DynamoStore {
             sessions_revoked_at: None,
             number_key: user.number_key.clone(),
             consumption_consent: false,
+            favorites: 0,
         };
         let phone = PhoneItem { pk: phone_pk(user.phone.e164()), sk: PHONE.to_owned(), user_id: user.id.clone() };
         let balance_item =

@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::accounts::user_pk;
-use super::{from_item, key, s, sdk_error, to_item, DynamoStore, Item};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+
+use super::accounts::{user_pk, PROFILE};
+use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore, Item};
 use crate::domain::{Category, Template, TemplateId, UnixTime, UserId};
 use crate::ports::{CatalogueStore, Favorite, FavoritesStore, PortError};
 
@@ -45,6 +47,32 @@ fn favorite_sk(id: &TemplateId) -> String {
 }
 
 impl DynamoStore {
+    /// `write` (a favourite's conditional put or delete) and the profile's favourites count changed by `delta`,
+    /// in one transaction. A write whose condition fails (already a favourite; not one) changes nothing, which
+    /// is the idempotent answer; so does an account whose profile is gone.
+    async fn favorite_write(&self, user: &UserId, write: TransactWriteItem, delta: i64) -> Result<(), PortError> {
+        let count = Update::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(user_pk(user), PROFILE)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("ADD favorites :delta")
+            .expression_attribute_values(":delta", n(delta))
+            .build()
+            .map_err(|e| PortError::internal("favorites", e))?;
+        let items = vec![write, TransactWriteItem::builder().update(count).build()];
+        for attempt in 0..super::generations::MAX_ATTEMPTS {
+            match self.transact("favorites", items.clone()).await? {
+                None => return Ok(()),
+                Some(codes) if codes.iter().any(|c| c.as_deref() == Some("TransactionConflict")) => {
+                    super::credits::backoff(attempt).await
+                }
+                Some(codes) if codes.iter().any(|c| c.as_deref() == Some("ConditionalCheckFailed")) => return Ok(()),
+                Some(codes) => return Err(PortError::internal("favorites", format!("cancelled: {codes:?}"))),
+            }
+        }
+        Err(PortError::unavailable("favorites", "favourite write kept conflicting; retry"))
+    }
+
     /// An unconditional put (an upsert) into the catalogue table.
     async fn put_catalogue_item(&self, item: &impl Serialize) -> Result<(), PortError> {
         self.client
@@ -124,31 +152,25 @@ impl FavoritesStore for DynamoStore {
             template_id: template.clone(),
             created_at: now,
         };
-        // Idempotent: a repeat keeps the original time (so the favourites order does not jump).
-        let result = self
-            .client
-            .put_item()
+        // Idempotent: a repeat keeps the original time (so the favourites order does not jump) and is not
+        // counted again.
+        let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(to_item("favorites", &item)?))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(sdk_error("favorites", e)),
-        }
+            .build()
+            .map_err(|e| PortError::internal("favorites", e))?;
+        self.favorite_write(user, TransactWriteItem::builder().put(put).build(), 1).await
     }
 
     async fn remove_favorite(&self, user: &UserId, template: &TemplateId) -> Result<(), PortError> {
-        self.client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.tables.users)
             .set_key(Some(key(user_pk(user), favorite_sk(template))))
-            .send()
-            .await
-            .map_err(|e| sdk_error("favorites", e))?;
-        Ok(())
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| PortError::internal("favorites", e))?;
+        self.favorite_write(user, TransactWriteItem::builder().delete(delete).build(), -1).await
     }
 
     async fn favorites(&self, user: &UserId) -> Result<Vec<Favorite>, PortError> {

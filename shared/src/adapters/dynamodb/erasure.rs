@@ -93,6 +93,12 @@ impl AccountEraser for DynamoStore {
         self.delete_keys(&self.tables.users, &keys).await
     }
 
+    async fn erase_characters(&self, user: &UserId) -> Result<usize, PortError> {
+        let pk = user_pk(user);
+        let keys = self.keys_of(&self.tables.characters, None, "pk = :pk", &[(":pk", &pk)]).await?;
+        self.delete_keys(&self.tables.characters, &keys).await
+    }
+
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
         let pk = user_pk(user);
         let keys = self.keys_of(&self.tables.generations, None, "pk = :pk", &[(":pk", &pk)]).await?;
@@ -269,7 +275,7 @@ impl DynamoStore {
     pub async fn dump(&self) -> Result<String, PortError> {
         let t = &self.tables;
         let mut text = String::new();
-        for table in [&t.users, &t.credits, &t.codes, &t.sessions, &t.catalogue, &t.generations] {
+        for table in [&t.users, &t.credits, &t.codes, &t.sessions, &t.catalogue, &t.generations, &t.characters] {
             let mut pages = self.client.scan().table_name(table).into_paginator().items().send();
             while let Some(item) = pages.next().await {
                 text.push_str(&format!("{table}: {:?}\n", item.map_err(|e| sdk_error("erasure", e))?));

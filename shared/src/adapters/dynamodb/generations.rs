@@ -10,13 +10,13 @@
 //!   reconciler reads; terminal transitions remove `pending`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::user_pk;
 use super::credits::{transact_item_put, Change, Decision};
 use super::{from_item, key, n, s, sdk_error, to_item, DynamoStore};
-use crate::domain::{Generation, LedgerEntry, LedgerKind, Timings, UnixTime, UserId};
+use crate::domain::{Generation, GenerationStatus, LedgerEntry, LedgerKind, Timings, UnixTime, UserId};
 use crate::ports::{
     ClaimOutcome, DeleteOutcome, FailFrom, FailOutcome, GenerationPage, GenerationStore, IdempotencyRecord, JobRef,
     NewGeneration, OverdueCursor, OverduePage, PortError, StartOutcome, Written,
@@ -51,6 +51,19 @@ pub(super) struct GenerationItem {
     pending: Option<String>,
     #[serde(flatten)]
     pub(super) generation: Generation,
+}
+
+/// `USER#<id> / INFLIGHT`: the in-flight count (`count`) and the profile's counters of the user's generation
+/// records and of those that succeeded, each changed in the transaction that changes what it counts.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CountersItem {
+    /// Signed: a record from before the counters was never counted, so deleting it can take one below zero
+    /// (read as zero).
+    #[serde(default)]
+    pub(super) generations: i64,
+    #[serde(default)]
+    pub(super) succeeded: i64,
 }
 
 /// `USER#<id> / IDEM#<sha256(key)>`.
@@ -88,18 +101,20 @@ impl DynamoStore {
         key(user_pk(&job.user_id), generation_sk(&job.generation_id))
     }
 
-    /// Frees one of the user's in-flight slots (paired with a conditional status change, so once per job).
-    pub(super) fn release_slot(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
-        let update = build(
-            Update::builder()
-                .table_name(&self.tables.generations)
-                .set_key(Some(key(user_pk(user), IN_FLIGHT)))
-                .update_expression("ADD #count :minus")
-                .expression_attribute_names("#count", "count")
-                .expression_attribute_values(":minus", n(-1))
-                .build(),
-        )?;
-        Ok(TransactWriteItem::builder().update(update).build())
+    /// Frees one of the user's in-flight slots (paired with a conditional status change, so once per job);
+    /// a success is also counted in the profile's `succeeded`.
+    pub(super) fn release_slot(&self, user: &UserId, succeeded: bool) -> Result<TransactWriteItem, PortError> {
+        let expression = if succeeded { "ADD #count :minus, succeeded :one" } else { "ADD #count :minus" };
+        let mut update = Update::builder()
+            .table_name(&self.tables.generations)
+            .set_key(Some(key(user_pk(user), IN_FLIGHT)))
+            .update_expression(expression)
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":minus", n(-1));
+        if succeeded {
+            update = update.expression_attribute_values(":one", n(1));
+        }
+        Ok(TransactWriteItem::builder().update(build(update.build())?).build())
     }
 
     pub(super) async fn get_generation(&self, job: &JobRef) -> Result<Option<Generation>, PortError> {
@@ -133,7 +148,7 @@ impl GenerationStore for DynamoStore {
             Update::builder()
                 .table_name(&self.tables.generations)
                 .set_key(Some(key(user_pk(user), IN_FLIGHT)))
-                .update_expression("ADD #count :one")
+                .update_expression("ADD #count :one, generations :one")
                 .condition_expression("attribute_not_exists(#count) OR #count < :max")
                 .expression_attribute_names("#count", "count")
                 .expression_attribute_values(":one", n(1))
@@ -224,34 +239,52 @@ impl GenerationStore for DynamoStore {
         Ok(GenerationPage { items, more })
     }
 
-    async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
-        let job = JobRef { user_id: user.clone(), generation_id: id.to_owned() };
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.tables.generations)
-            .set_key(Some(self.generation_key(&job)))
-            // Only a finished record; an in-flight one still holds credits and a worker.
-            .condition_expression("attribute_exists(pk) AND #status IN (:succeeded, :failed)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":succeeded", s("succeeded"))
-            .expression_attribute_values(":failed", s("failed"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes {
-                Some(item) => Ok(DeleteOutcome::Deleted(Box::new(from_item::<GenerationItem>(WHAT, item)?.generation))),
-                None => Ok(DeleteOutcome::NotFound),
-            },
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
-                Ok(match self.get_generation(&job).await? {
-                    None => DeleteOutcome::NotFound,
-                    Some(_) => DeleteOutcome::InFlight,
-                })
+    async fn delete_generation(&self, read: &Generation) -> Result<DeleteOutcome, PortError> {
+        let user = &read.user_id;
+        let job = JobRef { user_id: user.clone(), generation_id: read.id.clone() };
+        let mut found = read.clone();
+        for attempt in 0..MAX_ATTEMPTS {
+            // The counters' change depends on the status: the write is conditioned on the status it assumed.
+            if attempt > 0 {
+                match self.get_generation(&job).await? {
+                    Some(now) => found = now,
+                    None => return Ok(DeleteOutcome::NotFound),
+                }
             }
-            Err(e) => Err(sdk_error(WHAT, e)),
+            if found.status.in_flight() {
+                return Ok(DeleteOutcome::InFlight);
+            }
+            let succeeded = found.status == GenerationStatus::Succeeded;
+            let delete = build(
+                Delete::builder()
+                    .table_name(&self.tables.generations)
+                    .set_key(Some(self.generation_key(&job)))
+                    // Only the finished record as read; an in-flight one still holds credits and a worker.
+                    .condition_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(found.status.as_str()))
+                    .build(),
+            )?;
+            let mut counters = Update::builder()
+                .table_name(&self.tables.generations)
+                .set_key(Some(key(user_pk(user), IN_FLIGHT)))
+                .expression_attribute_values(":minus", n(-1));
+            counters = if succeeded {
+                counters.update_expression("ADD generations :minus, succeeded :minus")
+            } else {
+                counters.update_expression("ADD generations :minus")
+            };
+            let items = vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                TransactWriteItem::builder().update(build(counters.build())?).build(),
+            ];
+            match self.transact(WHAT, items).await? {
+                None => return Ok(DeleteOutcome::Deleted(Box::new(found))),
+                // Deleted or changed meanwhile, or a concurrent write: read again.
+                Some(_) => super::credits::backoff(attempt).await,
+            }
         }
+        Err(PortError::unavailable(WHAT, "generation delete kept conflicting; retry"))
     }
 
     async fn claim(

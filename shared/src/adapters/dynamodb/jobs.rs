@@ -137,7 +137,8 @@ impl DynamoStore {
                     .expression_attribute_values(":timings", timings.clone())
                     .build(),
             )?;
-            let items = vec![TransactWriteItem::builder().update(update).build(), self.release_slot(&job.user_id)?];
+            let items =
+                vec![TransactWriteItem::builder().update(update).build(), self.release_slot(&job.user_id, true)?];
             match self.transact(WHAT, items).await? {
                 None => return Ok(Written::Yes),
                 Some(codes) if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") => {
@@ -201,7 +202,7 @@ impl DynamoStore {
                     |_| {
                         Ok(vec![
                             TransactWriteItem::builder().update(update.clone()).build(),
-                            self.release_slot(&job.user_id)?,
+                            self.release_slot(&job.user_id, false)?,
                         ])
                     },
                     |balance| match LedgerEntry::apply(

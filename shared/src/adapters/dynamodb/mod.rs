@@ -19,11 +19,14 @@
 //! | sessions | `RT#<sha256>`        | `RT`       | refresh token: user, family, state, expiry, ttl      |
 //! | sessions | `FAM#<id>`           | `FAM`      | a revoked refresh-token family, ttl                  |
 //! | generations | `USER#<id>`       | `GEN#<ulid>` | a generation; `pending`+`deadline` while in flight |
-//! | generations | `USER#<id>`       | `INFLIGHT` | count of queued/processing generations             |
+//! | generations | `USER#<id>`       | `INFLIGHT` | count of queued/processing generations; the profile's `generations`, `succeeded` |
+//! | characters | `USER#<id>`        | `CHAR#<ulid>` | a character: name, photo count                  |
+//! | characters | `USER#<id>`        | `COUNT`    | how many characters the user has (the cap's condition) |
 //! | generations | `USER#<id>`       | `IDEM#<sha256>` | an idempotency key's request hash and result, ttl |
 
 mod accounts;
 mod catalogue;
+mod characters;
 mod codes;
 mod credits;
 mod erasure;
@@ -154,6 +157,52 @@ impl DynamoStore {
         let more = items.len() > limit;
         items.truncate(limit);
         Ok((items, more))
+    }
+
+    /// Reads `N` items (each a table and key) in one BatchGetItem, strongly consistent, retrying unprocessed
+    /// keys a few times; each answer in the order asked (`None`: no such item).
+    pub(crate) async fn batch_get<const N: usize>(
+        &self,
+        what: &'static str,
+        wanted: [(&String, Item); N],
+    ) -> Result<[Option<Item>; N], PortError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut by_table: HashMap<String, Vec<Item>> = HashMap::new();
+        for (table, k) in &wanted {
+            by_table.entry((*table).clone()).or_default().push(k.clone());
+        }
+        let mut request_items = HashMap::new();
+        for (table, keys) in by_table {
+            let ka = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::internal(what, e))?;
+            request_items.insert(table, ka);
+        }
+        let mut found: Vec<(String, Item)> = Vec::new();
+        let mut request = self.client.batch_get_item().set_request_items(Some(request_items));
+        for _ in 0..4 {
+            let out = request.send().await.map_err(|e| sdk_error(what, e))?;
+            for (table, items) in out.responses.unwrap_or_default() {
+                found.extend(items.into_iter().map(|i| (table.clone(), i)));
+            }
+            match out.unprocessed_keys.filter(|u| !u.is_empty()) {
+                None => {
+                    return Ok(wanted.map(|(table, k)| {
+                        found
+                            .iter()
+                            .position(|(t, i)| t == table && i.get("pk") == k.get("pk") && i.get("sk") == k.get("sk"))
+                            .map(|at| found.swap_remove(at).1)
+                    }))
+                }
+                Some(unprocessed) => {
+                    request = self.client.batch_get_item().set_request_items(Some(unprocessed));
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+            }
+        }
+        Err(PortError::unavailable(what, "batch read left keys unprocessed"))
     }
 
     /// Sends `items` as one transaction: `Ok(None)` when written, `Ok(Some(codes))` (each item's cancellation

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{deletion_key, PhoneNumber, UnixTime, UserAccount, UserId};
+use crate::domain::{deletion_key, PhoneNumber, ProfileStats, UnixTime, UserAccount, UserId};
 use crate::ports::{AccountStore, CreateOutcome, NewUser, PortError, ProfileUpdate};
 
 use super::MemoryStore;
@@ -15,6 +15,11 @@ impl AccountStore for MemoryStore {
 
     async fn get_user(&self, id: &UserId) -> Result<Option<UserAccount>, PortError> {
         Ok(self.lock().users.get(id).cloned())
+    }
+
+    async fn get_user_with_stats(&self, id: &UserId) -> Result<Option<(UserAccount, ProfileStats)>, PortError> {
+        let inner = self.lock();
+        Ok(inner.users.get(id).map(|u| (u.clone(), inner.stats(id))))
     }
 
     async fn create_user(&self, user: &NewUser) -> Result<CreateOutcome, PortError> {

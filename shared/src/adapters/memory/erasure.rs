@@ -25,6 +25,10 @@ impl AccountEraser for MemoryStore {
         Ok(self.lock().favorites.remove(user).map_or(0, |f| f.len()))
     }
 
+    async fn erase_characters(&self, user: &UserId) -> Result<usize, PortError> {
+        Ok(self.lock().characters.remove(user).map_or(0, |c| c.len()))
+    }
+
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
         let mut inner = self.lock();
         let mut erased = inner.generations.remove(user).map_or(0, |g| g.len());

@@ -76,7 +76,8 @@ impl GenerationStore for MemoryStore {
         Ok(GenerationPage { items, more })
     }
 
-    async fn delete_generation(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
+    async fn delete_generation(&self, read: &Generation) -> Result<DeleteOutcome, PortError> {
+        let (user, id) = (&read.user_id, read.id.as_str());
         let mut inner = self.lock();
         let Some(all) = inner.generations.get_mut(user) else { return Ok(DeleteOutcome::NotFound) };
         match all.get(id) {

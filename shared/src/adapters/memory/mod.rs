@@ -5,6 +5,7 @@
 
 mod accounts;
 mod catalogue;
+mod characters;
 mod codes;
 mod credits;
 mod erasure;
@@ -20,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{
-    Category, Funds, FundsChange, Generation, LedgerEntry, NumberMark, OtpRecord, Template, TemplateId, UnixTime,
-    UserAccount, UserId,
+    Category, Character, Funds, FundsChange, Generation, LedgerEntry, NumberMark, OtpRecord, Template, TemplateId,
+    UnixTime, UserAccount, UserId,
 };
 use crate::ports::{IdempotencyRecord, RefreshRecord};
 
@@ -60,6 +61,8 @@ struct Inner {
     generations: HashMap<UserId, std::collections::BTreeMap<String, Generation>>,
     idempotency: HashMap<(UserId, String), IdempotencyRecord>,
     in_flight: HashMap<UserId, u32>,
+    /// Characters by (user, id), in time order like generations.
+    characters: HashMap<UserId, std::collections::BTreeMap<String, Character>>,
 }
 
 impl Inner {
@@ -71,6 +74,19 @@ impl Inner {
         }
         self.ledger.entry(user.clone()).or_default().push(entry);
         balance
+    }
+
+    /// The profile's counters, counted from the records (the DynamoDB store keeps them as counters).
+    fn stats(&self, user: &UserId) -> crate::domain::ProfileStats {
+        let generations = self.generations.get(user);
+        crate::domain::ProfileStats {
+            generations: generations.map_or(0, |g| g.len() as u64),
+            succeeded: generations.map_or(0, |g| {
+                g.values().filter(|g| g.status == crate::domain::GenerationStatus::Succeeded).count() as u64
+            }),
+            favorites: self.favorites.get(user).map_or(0, |f| f.len() as u64),
+            characters: self.characters.get(user).map_or(0, |c| c.len() as u64),
+        }
     }
 
     fn balance(&self, user: &UserId) -> Option<u64> {

@@ -70,7 +70,11 @@ impl ImageProvider for LocalRenderer {
     }
 
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
-        let photo = request.image.to_vec();
+        // One photo is enough for a stand-in: the first (a character's others are not used).
+        let photo =
+            request.images.first().cloned().ok_or_else(|| {
+                super::configuration("the local renderer needs a photo and none was given".to_owned())
+            })?;
         let effect = request.spec.params.get(LOCAL_EFFECT_PARAM).and_then(|v| v.as_str()).map(str::to_owned);
         // Filters on a 1536-pixel photo take tens of milliseconds: off the async threads.
         let bytes = tokio::task::spawn_blocking(move || Self::render_png(&photo, effect.as_deref()))
@@ -352,8 +356,8 @@ mod tests {
         let rendered = LocalRenderer
             .render(RenderRequest {
                 spec: &spec,
-                image: &photo,
-                image_url: None,
+                images: &[photo.clone()],
+                image_urls: &[],
                 job_id: "g1",
                 time_left: std::time::Duration::from_secs(60),
             })

@@ -22,7 +22,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Error bodies are small; a larger one is cut.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// Form fields the adapter sets itself; a template parameter of the same name is ignored.
-const RESERVED_FIELDS: [&str; 5] = ["model", "prompt", "image", "mask", "n"];
+const RESERVED_FIELDS: [&str; 6] = ["model", "prompt", "image", "image[]", "mask", "n"];
 
 pub struct OpenAiImages {
     http: OnceLock<reqwest::Client>,
@@ -38,15 +38,24 @@ impl OpenAiImages {
     }
 
     fn form(request: &RenderRequest<'_>) -> Result<Form, ProviderError> {
-        let image = Part::bytes(request.image.to_vec())
-            .file_name("photo.jpg")
-            .mime_str("image/jpeg")
-            .map_err(|e| configuration(format!("openai form: {e}")))?;
         let mut form = Form::new()
             .text("model", request.spec.model.clone())
             .text("prompt", request.spec.prompt.clone())
-            .text("n", "1")
-            .part("image", image);
+            .text("n", "1");
+        // One photo goes as `image`; several (a character's) as repeated `image[]` parts, which the image edit
+        // endpoint takes for GPT image models.
+        let field = match request.images.len() {
+            0 => return Err(configuration("openai needs a photo and none was given".to_owned())),
+            1 => "image",
+            _ => "image[]",
+        };
+        for (i, photo) in request.images.iter().enumerate() {
+            let image = Part::bytes(photo.clone())
+                .file_name(if field == "image" { "photo.jpg".to_owned() } else { format!("photo-{i}.jpg") })
+                .mime_str("image/jpeg")
+                .map_err(|e| configuration(format!("openai form: {e}")))?;
+            form = form.part(field, image);
+        }
         for (name, value) in provider_params(request.spec) {
             if RESERVED_FIELDS.contains(&name.as_str()) {
                 tracing::warn!(param = %name, "template parameter shadows a field the adapter sets; ignored");

@@ -1,8 +1,8 @@
 //! Replicate's predictions API. An official model (`owner/name`) runs through
 //! `POST {base}/v1/models/{owner}/{name}/predictions`; a pinned version (`owner/name:version`) through
 //! `POST {base}/v1/predictions` with `"version"`. The body is `{"input": {...}}`: the template's parameters, the
-//! prompt, and the photo's presigned URL under `input_image` (or the key the template names in
-//! `imageInputKey`). `Prefer: wait=60` lets most predictions finish within the create call; the rest are polled
+//! prompt, and the photos' presigned URLs: the first under `input_image` (or the input(s) the template names in
+//! `imageInputKey`, or all of them as a list under `imageInputListKey`). `Prefer: wait=60` lets most predictions finish within the create call; the rest are polled
 //! until they end or the deadline passes. The output file is downloaded at once: Replicate deletes it later.
 
 use std::sync::{Arc, OnceLock};
@@ -22,6 +22,8 @@ use crate::ports::{ImageProvider, ProviderError, RefusalKind, RenderRequest, Ren
 
 /// The template parameter naming the model's image input; removed from the input itself.
 pub const IMAGE_INPUT_KEY_PARAM: &str = "imageInputKey";
+/// The template parameter naming an input that takes every photo as a list; removed from the input itself.
+pub const IMAGE_INPUT_LIST_KEY_PARAM: &str = "imageInputListKey";
 /// The image input of Replicate's image-editing models (FLUX Kontext and others) when the template names none.
 pub const DEFAULT_IMAGE_INPUT_KEY: &str = "input_image";
 
@@ -94,19 +96,43 @@ fn parse_model(model: &str) -> Result<Model<'_>, ProviderError> {
     }
 }
 
-/// The prediction's `input`: the template's parameters, then the prompt and the photo's URL.
+/// The prediction's `input`: the template's parameters, then the prompt and the photos' URLs. Where the
+/// photos go is the template's to say:
+/// - `imageInputKey: "name"` (default `input_image`): the first photo under that input (a model that takes one
+///   image gets the first of a character's photos);
+/// - `imageInputKey: ["a", "b", ...]`: the i-th photo under the i-th input, as many as there are of both;
+/// - `imageInputListKey: "name"`: every photo, as a list under that input (models that take several images).
 fn build_input(
     request: &RenderRequest<'_>,
-    image_url: &str,
+    image_urls: &[String],
 ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+    use serde_json::Value;
     let mut input = provider_params(request.spec);
-    let image_key = match input.remove(IMAGE_INPUT_KEY_PARAM) {
-        None => DEFAULT_IMAGE_INPUT_KEY.to_owned(),
-        Some(serde_json::Value::String(key)) if !key.is_empty() => key,
-        Some(_) => return Err(configuration(format!("{IMAGE_INPUT_KEY_PARAM} must be a non-empty string"))),
+    let list_key = match input.remove(IMAGE_INPUT_LIST_KEY_PARAM) {
+        None => None,
+        Some(Value::String(key)) if !key.is_empty() => Some(key),
+        Some(_) => return Err(configuration(format!("{IMAGE_INPUT_LIST_KEY_PARAM} must be a non-empty string"))),
+    };
+    let keys: Vec<String> = match (input.remove(IMAGE_INPUT_KEY_PARAM), &list_key) {
+        (None, Some(_)) => Vec::new(),
+        (None, None) => vec![DEFAULT_IMAGE_INPUT_KEY.to_owned()],
+        (Some(Value::String(key)), _) if !key.is_empty() => vec![key],
+        (Some(Value::Array(keys)), _)
+            if !keys.is_empty() && keys.iter().all(|k| k.as_str().is_some_and(|k| !k.is_empty())) =>
+        {
+            keys.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect()
+        }
+        (Some(_), _) => {
+            return Err(configuration(format!("{IMAGE_INPUT_KEY_PARAM} must be a non-empty string or a list of them")))
+        }
     };
     input.insert("prompt".to_owned(), request.spec.prompt.clone().into());
-    input.insert(image_key, image_url.into());
+    for (key, url) in keys.into_iter().zip(image_urls) {
+        input.insert(key, url.clone().into());
+    }
+    if let Some(key) = list_key {
+        input.insert(key, image_urls.iter().cloned().map(Value::String).collect::<Vec<_>>().into());
+    }
     Ok(input)
 }
 
@@ -320,10 +346,10 @@ impl ImageProvider for ReplicatePredictions {
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
         let started = Instant::now();
         let token = &self.credentials.replicate_api_token().await?;
-        let image_url = request
-            .image_url
-            .ok_or_else(|| configuration("replicate needs the photo's URL and none was given".to_owned()))?;
-        let input = build_input(&request, image_url)?;
+        if request.image_urls.is_empty() {
+            return Err(configuration("replicate needs the photo's URL and none was given".to_owned()));
+        }
+        let input = build_input(&request, request.image_urls)?;
         let (url, body) = match parse_model(&request.spec.model)? {
             Model::Official { owner, name } => {
                 (format!("{}/v1/models/{owner}/{name}/predictions", self.api_base), serde_json::json!({"input": input}))

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use crate::config::GenerationConfig;
-use crate::domain::{new_id, object_keys, Generation, GenerationStatus, TemplateId, UploadId, UserId};
+use crate::domain::{
+    new_id, object_keys, Generation, GenerationSource, GenerationStatus, TemplateId, UploadId, UserId,
+};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
-    Clock, CreditsStore, DeleteOutcome, Dispatcher, GenerationPage, GenerationStore, IdempotencyRecord, JobRef,
-    NewGeneration, ObjectStore, PortError, PresignedUpload, StartOutcome,
+    CharacterStore, Clock, CreditsStore, DeleteOutcome, Dispatcher, GenerationPage, GenerationStore, IdempotencyRecord,
+    JobRef, NewGeneration, ObjectStore, PortError, PresignedUpload, StartOutcome,
 };
 use crate::services::catalogue::CatalogueService;
 
@@ -42,6 +44,12 @@ pub enum StartError {
     UnknownTemplate,
     #[error("no uploaded photo under this id")]
     NoUpload,
+    /// No such character, or no such generation, of this user's (another user's answers the same).
+    #[error("no such source")]
+    SourceNotFound,
+    /// The parent generation has no output to restyle (not succeeded).
+    #[error("the parent generation has not succeeded")]
+    ParentNotSucceeded,
     #[error("insufficient credits")]
     Insufficient { balance: u64, cost: u64 },
     #[error("too many generations in flight")]
@@ -68,6 +76,8 @@ pub struct Started {
 /// The generate function's use cases.
 pub struct Generations {
     pub store: Arc<dyn GenerationStore>,
+    /// Characters a generation may be made from.
+    pub characters: Arc<dyn CharacterStore>,
     /// The balance, read beside the other reads of a start so the charge need not read it again.
     pub credits: Arc<dyn CreditsStore>,
     pub objects: Arc<dyn ObjectStore>,
@@ -129,26 +139,61 @@ impl Generations {
         Ok(Upload { upload_id, presigned })
     }
 
-    /// Charges and queues a generation of `upload` in `template`'s style, once per idempotency key.
+    /// The input objects of a generation of `source`: the upload (if it was uploaded), the character's
+    /// photos, or the parent's output (if it succeeded). Only the caller's own: another user's id is not found.
+    async fn inputs(
+        &self,
+        user: &UserId,
+        source: &GenerationSource,
+    ) -> Result<Result<Vec<String>, StartError>, PortError> {
+        Ok(match source {
+            GenerationSource::Upload(upload) => {
+                let key = object_keys::upload(user, upload);
+                match self.objects.head(&key).await? {
+                    Some(_) => Ok(vec![key]),
+                    None => Err(StartError::NoUpload),
+                }
+            }
+            GenerationSource::Character(id) => match self.characters.character(user, id).await? {
+                Some(character) => Ok(character.photo_keys()),
+                None => Err(StartError::SourceNotFound),
+            },
+            GenerationSource::Generation(id) => match self.store.generation(user, id).await? {
+                None => Err(StartError::SourceNotFound),
+                Some(parent) => match (parent.status, parent.output_key) {
+                    (GenerationStatus::Succeeded, Some(output)) => Ok(vec![output]),
+                    _ => Err(StartError::ParentNotSucceeded),
+                },
+            },
+        })
+    }
+
+    /// Charges and queues a generation of `source` in `template`'s style, once per idempotency key.
     /// `account_deleted` is the caller's deleted-account check: it runs beside the reads a start makes (the
-    /// idempotency record, the upload, the balance, the catalogue), and nothing is written unless it answers
+    /// idempotency record, the source, the balance, the catalogue), and nothing is written unless it answers
     /// `false`. So a start waits on two round trips: those reads together, then one transaction.
     pub async fn start(
         &self,
         user: &UserId,
         idempotency_key: &str,
         template: &TemplateId,
-        upload: &UploadId,
+        source: &GenerationSource,
         account_deleted: impl std::future::Future<Output = Result<bool, PortError>>,
     ) -> Result<Started, StartError> {
         let key_hash = hex_sha256(&[idempotency_key]);
-        let request_hash = hex_sha256(&["POST /v1/generations", template.as_str(), upload.as_str()]);
-        let upload_key = object_keys::upload(user, upload);
-        let (deleted, record, snapshot, head, balance) = tokio::join!(
+        // The key covers the source. An upload hashes as it did before there were other sources, so a key
+        // recorded then still matches its repeat.
+        let request_hash = match source {
+            GenerationSource::Upload(upload) => {
+                hex_sha256(&["POST /v1/generations", template.as_str(), upload.as_str()])
+            }
+            other => hex_sha256(&["POST /v1/generations", template.as_str(), other.kind(), other.id()]),
+        };
+        let (deleted, record, snapshot, inputs, balance) = tokio::join!(
             account_deleted,
             self.store.idempotency_record(user, &key_hash),
             self.catalogue.snapshot(),
-            self.objects.head(&upload_key),
+            self.inputs(user, source),
             self.credits.balance(user),
         );
         if deleted? {
@@ -160,15 +205,14 @@ impl Generations {
         }
         let snapshot = snapshot?;
         let template = snapshot.get(template).ok_or(StartError::UnknownTemplate)?;
-        if head?.is_none() {
-            return Err(StartError::NoUpload);
-        }
+        let input_keys = inputs??;
         let now = self.clock.now();
         let generation = Generation {
             id: new_id(),
             user_id: user.clone(),
             template_id: template.id.clone(),
-            upload_id: upload.clone(),
+            source: source.clone(),
+            input_keys,
             spec: template.generation.clone(),
             status: GenerationStatus::Queued,
             credits_charged: template.cost_credits,
@@ -249,8 +293,8 @@ impl Generations {
         }
     }
 
-    /// Deletes a finished generation: its images first (the photo it was made from, any prepared copy, the
-    /// output), then the record, so a failure half-way leaves a record the user can delete again rather than
+    /// Deletes a finished generation: its images first (the photo it was uploaded with, any prepared copy,
+    /// the output; a character's photos and a parent's output stay with them), then the record, so a failure half-way leaves a record the user can delete again rather than
     /// an image nobody can reach. Other generations of the same photo that are still queued then fail and
     /// are refunded (the photo is gone, as the user asked).
     pub async fn delete(&self, user: &UserId, id: &str) -> Result<DeleteOutcome, PortError> {
@@ -262,13 +306,14 @@ impl Generations {
 
     /// [`Generations::delete`] of a generation the caller has read (with [`Generations::get`]).
     pub async fn delete_found(&self, user: &UserId, g: Generation) -> Result<DeleteOutcome, PortError> {
-        let id = g.id.as_str();
+        // Read for this user, so always theirs; checked all the same, since it decides whose images go.
+        if g.user_id != *user {
+            return Ok(DeleteOutcome::NotFound);
+        }
         if g.status.in_flight() {
             return Ok(DeleteOutcome::InFlight);
         }
-        let mut keys = vec![object_keys::upload(user, &g.upload_id), object_keys::work(user, &g.id)];
-        keys.extend(g.output_key.clone());
-        self.objects.delete(&keys).await?;
-        self.store.delete_generation(user, id).await
+        self.objects.delete(&g.owned_keys()).await?;
+        self.store.delete_generation(&g).await
     }
 }

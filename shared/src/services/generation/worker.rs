@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::start::MAX_UPLOAD_BYTES;
-use super::{REASON_BUSY, REASON_MISSING_UPLOAD, REASON_UNAVAILABLE};
+use super::{REASON_BUSY, REASON_MISSING_SOURCE, REASON_MISSING_UPLOAD, REASON_UNAVAILABLE};
 use crate::config::GenerationConfig;
-use crate::domain::{object_keys, Generation, Provider, Timings};
+use crate::domain::{object_keys, Generation, GenerationSource, Provider, Timings};
 use crate::imaging::{prepare, PrepareLimits};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
@@ -210,13 +210,48 @@ impl Worker {
         }
     }
 
-    /// The render itself: `Ok(Err(reason))` is a permanent failure to refund, `Err` an infrastructure error.
-    async fn render(&self, g: &Generation, work_key: &str) -> Result<Result<(String, Timings), String>, PortError> {
-        let mut timings = Timings::default();
-        let started = Instant::now();
-        let upload_key = object_keys::upload(&g.user_id, &g.upload_id);
-        let Some(original) = self.objects.get(&upload_key, MAX_UPLOAD_BYTES).await? else {
-            return Ok(Err(REASON_MISSING_UPLOAD.to_owned()));
+    /// The job's input photos, prepared: a character's were prepared when it was made and are read as they
+    /// are (only their URLs when the provider fetches its input); an upload or a parent's output is prepared
+    /// here, and stored at `work_key` for a provider that fetches it. `Ok(Err(reason))` when an input is gone
+    /// or unusable.
+    async fn inputs(
+        &self,
+        g: &Generation,
+        provider: &dyn ImageProvider,
+        work_key: &str,
+    ) -> Result<Result<(Vec<Vec<u8>>, Vec<String>), String>, PortError> {
+        let missing = || match g.source {
+            GenerationSource::Upload(_) => REASON_MISSING_UPLOAD.to_owned(),
+            _ => REASON_MISSING_SOURCE.to_owned(),
+        };
+        let now = self.clock.now();
+        if g.inputs_prepared() {
+            let keys = g.inputs();
+            if provider.needs_image_url() {
+                // Only a URL each; the objects are checked, since a presigned URL of a missing one still signs.
+                let mut urls = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    if self.objects.head(key).await?.is_none() {
+                        return Ok(Err(missing()));
+                    }
+                    urls.push(self.objects.presign_download(key, 900, now).await?);
+                }
+                return Ok(Ok((Vec::new(), urls)));
+            }
+            let reads =
+                futures_util::future::join_all(keys.iter().map(|k| self.objects.get(k, MAX_UPLOAD_BYTES))).await;
+            let mut images = Vec::with_capacity(keys.len());
+            for read in reads {
+                match read? {
+                    Some(bytes) => images.push(bytes),
+                    None => return Ok(Err(missing())),
+                }
+            }
+            return Ok(Ok((images, Vec::new())));
+        }
+        let Some(input_key) = g.inputs().into_iter().next() else { return Ok(Err(missing())) };
+        let Some(original) = self.objects.get(&input_key, MAX_UPLOAD_BYTES).await? else {
+            return Ok(Err(missing()));
         };
         let limits = self.limits.clone();
         let prepared = tokio::task::spawn_blocking(move || prepare(&original, &limits))
@@ -229,18 +264,29 @@ impl Worker {
                 return Ok(Err(format!("{} Your credits were refunded.", e.user_reason())));
             }
         };
-        let provider = self.providers.get(g.spec.provider);
-        let image_url = if provider.needs_image_url() {
+        let urls = if provider.needs_image_url() {
             self.objects.put(work_key, prepared.jpeg.clone(), "image/jpeg").await?;
-            Some(self.objects.presign_download(work_key, 900, self.clock.now()).await?)
+            vec![self.objects.presign_download(work_key, 900, now).await?]
         } else {
-            None
+            Vec::new()
+        };
+        Ok(Ok((vec![prepared.jpeg], urls)))
+    }
+
+    /// The render itself: `Ok(Err(reason))` is a permanent failure to refund, `Err` an infrastructure error.
+    async fn render(&self, g: &Generation, work_key: &str) -> Result<Result<(String, Timings), String>, PortError> {
+        let mut timings = Timings::default();
+        let started = Instant::now();
+        let provider = self.providers.get(g.spec.provider);
+        let (images, image_urls) = match self.inputs(g, provider.as_ref(), work_key).await? {
+            Ok(inputs) => inputs,
+            Err(reason) => return Ok(Err(reason)),
         };
         timings.prepare_ms = millis(started.elapsed());
         let request = RenderRequest {
             spec: &g.spec,
-            image: &prepared.jpeg,
-            image_url: image_url.as_deref(),
+            images: &images,
+            image_urls: &image_urls,
             job_id: &g.id,
             time_left: self.retry.budget,
         };
