@@ -38,8 +38,8 @@ fn gone() -> ApiError {
 
 async fn get_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.user(&req).await?;
-    let account = state.account.get(&user).await?.ok_or_else(gone)?;
-    Ok(json(StatusCode::OK, &UserView::from(&account)))
+    let (account, stats) = state.account.get_with_stats(&user).await?.ok_or_else(gone)?;
+    Ok(json(StatusCode::OK, &UserView::with_stats(&account, stats)))
 }
 
 /// Only allow-listed fields are writable: anything else is refused, not ignored. An absent field is left

@@ -1,9 +1,10 @@
-//! Uploads and generations: `POST /v1/uploads`, `POST /v1/generations`, `GET /v1/generations`,
+//! Uploads and generations: `POST /v1/uploads`, `POST /v1/generations` (from an upload, a character or an
+//! earlier generation), `GET /v1/generations`,
 //! `GET /v1/generations/{id}`, `DELETE /v1/generations/{id}`.
 
 use std::sync::Arc;
 
-use facemake::domain::{rfc3339, Generation, TemplateId, UploadId};
+use facemake::domain::{rfc3339, CharacterId, Generation, GenerationSource, TemplateId, UploadId};
 use facemake::http::views::PageView;
 use facemake::http::{
     decode_cursor, encode_cursor, json, json_body, limit_param, no_content, query_param, AccountCheck, ApiError,
@@ -97,13 +98,15 @@ async fn create_upload(state: Arc<State>, req: Request, _: PathParams) -> Result
     Ok(json(StatusCode::CREATED, &view))
 }
 
-/// `generation` = `{id, templateId, status, creditsCharged, refunded, outputUrl|null, failureReason|null,
-/// createdAt, completedAt|null}`. Built field by field: the generation settings never reach a response.
+/// `generation` = `{id, templateId, source: {kind, id}, status, creditsCharged, refunded, outputUrl|null,
+/// failureReason|null, createdAt, completedAt|null}`. Built field by field: the generation settings never
+/// reach a response.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerationView {
     id: String,
     template_id: String,
+    source: SourceView,
     status: &'static str,
     credits_charged: u64,
     refunded: bool,
@@ -113,10 +116,18 @@ struct GenerationView {
     completed_at: Option<String>,
 }
 
+/// `source` = `{kind: upload|character|generation, id}`.
+#[derive(Serialize)]
+struct SourceView {
+    kind: &'static str,
+    id: String,
+}
+
 async fn view(state: &State, g: &Generation) -> Result<GenerationView, ApiError> {
     Ok(GenerationView {
         id: g.id.clone(),
         template_id: g.template_id.to_string(),
+        source: SourceView { kind: g.source.kind(), id: g.source.id().to_owned() },
         status: g.status.as_str(),
         credits_charged: g.credits_charged,
         refunded: g.refunded,
@@ -131,7 +142,37 @@ async fn view(state: &State, g: &Generation) -> Result<GenerationView, ApiError>
 #[serde(rename_all = "camelCase")]
 struct StartRequest {
     template_id: String,
-    upload_id: String,
+    #[serde(default)]
+    upload_id: Option<String>,
+    #[serde(default)]
+    character_id: Option<String>,
+    #[serde(default)]
+    parent_generation_id: Option<String>,
+}
+
+impl StartRequest {
+    /// Exactly one of `uploadId`, `characterId`, `parentGenerationId`.
+    fn source(&self) -> Result<GenerationSource, ApiError> {
+        const ONE_OF: &str = "give exactly one of uploadId, characterId and parentGenerationId";
+        let given = [
+            ("uploadId", &self.upload_id),
+            ("characterId", &self.character_id),
+            ("parentGenerationId", &self.parent_generation_id),
+        ];
+        let mut present = given.iter().filter_map(|(field, value)| value.as_deref().map(|v| (*field, v.trim())));
+        let (field, id) = present.next().ok_or_else(|| ApiError::validation("uploadId", ONE_OF))?;
+        if let Some((other, _)) = present.next() {
+            return Err(ApiError::validation(other, ONE_OF));
+        }
+        let invalid = |e: facemake::domain::InvalidValue| ApiError::validation(field, e.to_string());
+        match field {
+            "uploadId" => UploadId::parse(id).map(GenerationSource::Upload).map_err(invalid),
+            "characterId" => CharacterId::parse(id).map(GenerationSource::Character).map_err(invalid),
+            _ => ulid::Ulid::from_string(id)
+                .map(|u| GenerationSource::Generation(u.to_string()))
+                .map_err(|_| ApiError::validation(field, "not a valid generation id")),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -161,14 +202,23 @@ async fn start(state: Arc<State>, req: Request, _: PathParams) -> Result<Respons
     let body: StartRequest = json_body(&req)?;
     let template =
         TemplateId::parse(body.template_id.trim()).map_err(|e| ApiError::validation("templateId", e.to_string()))?;
-    let upload = UploadId::parse(body.upload_id.trim()).map_err(|e| ApiError::validation("uploadId", e.to_string()))?;
+    let source = body.source()?;
     let started =
-        state.generations.start(&user, &key, &template, &upload, check.deleted()).await.map_err(|e| match e {
+        state.generations.start(&user, &key, &template, &source, check.deleted()).await.map_err(|e| match e {
             StartError::AccountDeleted => AccountCheck::refusal(),
             StartError::UnknownTemplate => ApiError::validation("templateId", "no such template (or it was retired)"),
             StartError::NoUpload => ApiError::validation(
                 "uploadId",
                 "no photo was uploaded under this id (upload it to the uploadUrl first; uploads last a day)",
+            ),
+            // Another user's character or generation answers the same as one that does not exist.
+            StartError::SourceNotFound => match source {
+                GenerationSource::Character(_) => ApiError::new(ErrorCode::NotFound, "No such character."),
+                _ => ApiError::new(ErrorCode::NotFound, "No such generation."),
+            },
+            StartError::ParentNotSucceeded => ApiError::validation(
+                "parentGenerationId",
+                "only a generation that succeeded can be restyled (this one has no result yet, or failed)",
             ),
             StartError::Insufficient { balance, cost } => ApiError::new(
                 ErrorCode::InsufficientCredits,

@@ -131,6 +131,7 @@ async fn start_poll_list_and_delete_a_generation() {
             "id",
             "outputUrl",
             "refunded",
+            "source",
             "status",
             "templateId"
         ]

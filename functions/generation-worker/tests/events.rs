@@ -44,7 +44,13 @@ async fn started(h: &Harness) -> (facemake::domain::UserId, String, Value) {
     h.objects.put(&object_keys::upload(&user, &upload), photo, "image/jpeg").await.unwrap();
     let generations = h.deps.generations(Arc::new(h.deps.catalogue_service()));
     let g = generations
-        .start(&user, "k", &TemplateId::parse("neon-noir").unwrap(), &upload, std::future::ready(Ok(false)))
+        .start(
+            &user,
+            "k",
+            &TemplateId::parse("neon-noir").unwrap(),
+            &facemake::domain::GenerationSource::Upload(upload.clone()),
+            std::future::ready(Ok(false)),
+        )
         .await
         .unwrap();
     let id = g.generation.id;

@@ -91,6 +91,7 @@ impl TableArgs {
             sessions: String::new(),
             catalogue: need(&self.catalogue_table, "--catalogue-table")?,
             generations: String::new(),
+            characters: String::new(),
         })
     }
 }

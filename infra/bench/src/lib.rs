@@ -122,6 +122,7 @@ impl LoopbackStage {
             ("SESSIONS_TABLE", t.sessions.as_str()),
             ("CATALOGUE_TABLE", t.catalogue.as_str()),
             ("GENERATIONS_TABLE", t.generations.as_str()),
+            ("CHARACTERS_TABLE", t.characters.as_str()),
             ("IMAGES_BUCKET", self.bucket.as_str()),
             ("APP_SECRET_ARN", self.app_secret_arn.as_str()),
             ("SMS_SECRET_ARN", self.sms_secret_arn.as_str()),

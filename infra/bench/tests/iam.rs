@@ -217,6 +217,7 @@ impl Stage {
                 app_store_notifications::State::new(&deps).unwrap(),
             ))),
             "generate" => Handler::Http(generate::router(Arc::new(generate::State::new(&deps)))),
+            "characters" => Handler::Http(characters::router(Arc::new(characters::State::new(&deps)))),
             "generation-worker" => Handler::Worker(Arc::new(deps.worker())),
             "generation-reconciler" => {
                 deps.clock = self.reconciler_clock.clone();

@@ -37,6 +37,7 @@ fn stage_env(tables: &Tables) -> HashMap<&str, &str> {
         ("SESSIONS_TABLE", tables.sessions.as_str()),
         ("CATALOGUE_TABLE", tables.catalogue.as_str()),
         ("GENERATIONS_TABLE", tables.generations.as_str()),
+        ("CHARACTERS_TABLE", tables.characters.as_str()),
         ("IMAGES_BUCKET", "facemake-dev-images"),
         ("PROVIDER_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:000000000000:secret:providers"),
         ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
@@ -142,6 +143,7 @@ async fn an_unreachable_database_is_503_not_500() {
         sessions: "s".into(),
         catalogue: "t".into(),
         generations: "g".into(),
+        characters: "ch".into(),
     };
     let env = stage_env(&tables);
     let config = Config::from(&env).unwrap();

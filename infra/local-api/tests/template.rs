@@ -54,6 +54,7 @@ fn every_function_declares_exactly_the_routes_it_serves() {
             routes(&app_store_notifications::router(Arc::new(app_store_notifications::State::new(&h.deps).unwrap()))),
         ),
         ("generate".to_owned(), routes(&generate::router(Arc::new(generate::State::new(&h.deps))))),
+        ("characters".to_owned(), routes(&characters::router(Arc::new(characters::State::new(&h.deps))))),
         // Not HTTP: triggered by the generations table's stream and by a schedule.
         ("generation-worker".to_owned(), Routes::new()),
         ("generation-reconciler".to_owned(), Routes::new()),

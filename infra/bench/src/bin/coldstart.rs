@@ -43,6 +43,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("credits", "get-credits.json"),
     ("app-store-notifications", "app-store-notification.json"),
     ("generate", "start-generation.json"),
+    ("characters", "list-characters.json"),
     ("generation-worker", "generation-stream-insert.json"),
     ("generation-reconciler", "reconciler-schedule.json"),
 ];

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bench::{median, quantile, LoopbackStage};
 use clap::Parser;
 use facemake::config::Config;
-use facemake::domain::{object_keys, LedgerEntry, LedgerKind, PhoneNumber, TemplateId, UploadId, UserId};
+use facemake::domain::{
+    object_keys, GenerationSource, LedgerEntry, LedgerKind, PhoneNumber, TemplateId, UploadId, UserId,
+};
 use facemake::ports::{ImageProvider, JobRef, NewUser, ProviderError, RenderRequest, RenderedImage};
 use facemake::services::generation::{JobResult, Providers};
 use facemake::wiring::Deps;
@@ -82,7 +84,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let upload = UploadId::new();
         objects.put(&object_keys::upload(&user, &upload), photo.clone(), "image/jpeg").await?;
         let started = generations
-            .start(&user, &format!("bench-{i}"), &template, &upload, std::future::ready(Ok(false)))
+            .start(
+                &user,
+                &format!("bench-{i}"),
+                &template,
+                &GenerationSource::Upload(upload),
+                std::future::ready(Ok(false)),
+            )
             .await
             .map_err(|e| format!("start: {e}"))?;
         let job = JobRef { user_id: user.clone(), generation_id: started.generation.id.clone() };
