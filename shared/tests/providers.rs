@@ -849,3 +849,133 @@ async fn stuck_prediction(id: &str) -> MockServer {
         .await;
     server
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Several photos (a character)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Renders with the given photos and URLs (a character's).
+async fn render_many(
+    provider: &dyn ImageProvider,
+    spec: &GenerationSpec,
+    images: &[Vec<u8>],
+    image_urls: &[String],
+) -> Result<RenderedImage, ProviderError> {
+    provider
+        .render(RenderRequest {
+            spec,
+            images,
+            image_urls,
+            job_id: "01JTESTGENERATION",
+            time_left: std::time::Duration::from_secs(200),
+        })
+        .await
+}
+
+#[tokio::test]
+async fn openai_gets_every_photo_of_a_character_as_image_array_parts_in_order() {
+    let server = MockServer::start().await;
+    let photos: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            let mut bytes = Vec::new();
+            image::RgbImage::from_pixel(8, 8, image::Rgb([i * 80, 10, 10]))
+                .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+                .unwrap();
+            bytes
+        })
+        .collect();
+    let output = rendered(image::ImageFormat::Png);
+    Mock::given(method("POST"))
+        .and(path("/v1/images/edits"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(&output)}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let openai = OpenAiImages::new(server.uri(), keys());
+    let image = render_many(&openai, &openai_spec(), &photos, &[]).await.unwrap();
+    assert_eq!(image.bytes, output);
+    let requests = server.received_requests().await.unwrap();
+    let parts = parse_multipart(&requests[0]).unwrap();
+    let images: Vec<&FormPart> = parts.iter().filter(|p| p.name == "image[]").collect();
+    assert_eq!(images.len(), 3, "one image[] part per photo");
+    for (i, (part, photo)) in images.iter().zip(&photos).enumerate() {
+        assert_eq!(part.body, *photo, "photo {i} in order, byte for byte");
+        assert_eq!(part.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(part.filename.as_deref(), Some(format!("photo-{i}.jpg").as_str()));
+    }
+    assert!(parts.iter().all(|p| p.name != "image"), "no single `image` field beside the array");
+    // No photo at all is our bug, not the provider's: refused before any call.
+    let err = render_many(&openai, &openai_spec(), &[], &[]).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(RefusalKind::Configuration));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+/// A Replicate create that succeeds at once, whose input is checked by `check`; the render's result.
+async fn replicate_input_for(params: Value, urls: &[&str]) -> Result<Value, ProviderError> {
+    let server = MockServer::start().await;
+    let png = rendered(image::ImageFormat::Png);
+    let output_url = format!("{}/files/p9/out.png", server.uri());
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+            &server,
+            "p9",
+            "succeeded",
+            json!(output_url),
+            json!(null),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p9/out.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(png))
+        .mount(&server)
+        .await;
+    let mut spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    for (k, v) in params.as_object().unwrap() {
+        spec.params.insert(k.clone(), v.clone());
+    }
+    let urls: Vec<String> = urls.iter().map(|u| (*u).to_owned()).collect();
+    render_many(&replicate(&server), &spec, &[], &urls).await?;
+    let requests = server.received_requests().await.unwrap();
+    let create = requests.iter().find(|r| r.method.as_str() == "POST").unwrap();
+    Ok(create.body_json::<Value>().unwrap()["input"].clone())
+}
+
+#[tokio::test]
+async fn replicate_puts_a_characters_photos_where_the_template_says() {
+    let urls = ["https://s3/p0", "https://s3/p1", "https://s3/p2"];
+    // No setting: the first photo under the default input, the others not sent.
+    let input = replicate_input_for(json!({}), &urls).await.unwrap();
+    assert_eq!(input["input_image"], urls[0]);
+    assert!(!input.to_string().contains(urls[1]) && !input.to_string().contains(urls[2]), "{input}");
+    // One named input: the first photo there.
+    let input = replicate_input_for(json!({"imageInputKey": "image"}), &urls).await.unwrap();
+    assert_eq!((&input["image"], input.get("input_image")), (&json!(urls[0]), None));
+    // Several named inputs: photo i under input i, as many as there are of both.
+    let input = replicate_input_for(json!({"imageInputKey": ["input_image_1", "input_image_2"]}), &urls).await.unwrap();
+    assert_eq!((&input["input_image_1"], &input["input_image_2"]), (&json!(urls[0]), &json!(urls[1])));
+    assert!(!input.to_string().contains(urls[2]), "{input}");
+    let input = replicate_input_for(json!({"imageInputKey": ["a", "b", "c", "d"]}), &urls[..2]).await.unwrap();
+    assert_eq!((&input["a"], &input["b"], input.get("c")), (&json!(urls[0]), &json!(urls[1]), None));
+    // A list input: every photo, in order; and beside a named one.
+    let input = replicate_input_for(json!({"imageInputListKey": "input_images"}), &urls).await.unwrap();
+    assert_eq!(input["input_images"], json!(urls));
+    assert_eq!(input.get("input_image"), None);
+    let both = json!({"imageInputKey": "image", "imageInputListKey": "reference_images"});
+    let input = replicate_input_for(both, &urls).await.unwrap();
+    assert_eq!((&input["image"], &input["reference_images"]), (&json!(urls[0]), &json!(urls)));
+    assert!(input.get("imageInputKey").is_none() && input.get("imageInputListKey").is_none(), "settings stay ours");
+    // Settings that make no sense are our configuration error, sent nowhere.
+    for bad in [
+        json!({"imageInputKey": []}),
+        json!({"imageInputKey": [""]}),
+        json!({"imageInputKey": 3}),
+        json!({"imageInputListKey": ""}),
+    ] {
+        let err = replicate_input_for(bad.clone(), &urls).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{bad}");
+    }
+}

@@ -325,6 +325,26 @@ impl Stage {
         slot["uploadId"].as_str().unwrap().to_owned()
     }
 
+    /// A character of the user's made from `uploads`; its JSON.
+    async fn character(&self, token: &str, uploads: &[&str]) -> Value {
+        let body = json!({"name": "Ada", "uploadIds": uploads});
+        let response = self.http(Method::POST, "/v1/characters", Some(body), Some(token)).await;
+        assert_eq!(response.status(), 201, "{}", body_json(&response));
+        body_json(&response)
+    }
+
+    /// Starts a generation of `template` from `source` (`{"characterId": …}` or `{"parentGenerationId": …}`).
+    async fn start_from(&self, token: &str, template: &str, source: Value) -> String {
+        let mut body = source;
+        body["templateId"] = json!(template);
+        let key = ulid::Ulid::new().to_string();
+        let response = self
+            .http_with(Method::POST, "/v1/generations", Some(body), Some(token), &[("idempotency-key", &key)])
+            .await;
+        assert_eq!(response.status(), 202, "{}", body_json(&response));
+        body_json(&response)["generation"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Starts a generation of `template` from `upload`; its id.
     async fn start(&self, token: &str, template: &str, upload: &str) -> String {
         self.start_with_key(token, template, upload, &ulid::Ulid::new().to_string()).await
@@ -360,7 +380,7 @@ impl Stage {
     /// Every key under the user's prefixes.
     async fn objects_of(&self, user: &str) -> Vec<String> {
         let mut keys = Vec::new();
-        for prefix in ["uploads", "work", "outputs"] {
+        for prefix in ["uploads", "work", "outputs", "characters"] {
             let listed = self
                 .s3
                 .list_objects_v2()
@@ -590,6 +610,58 @@ async fn journey(stage: &Stage) {
     assert_eq!(fetched, 200, "Replicate's fetch of the prepared photo");
     assert_eq!(stage.generation(&t, &g).await["status"], "succeeded");
 
+    // Characters: made from two uploads (read, prepared once, stored under characters/), listed, read with
+    // a thumbnail the app fetches (presigned by the characters function), renamed. A generation from it with
+    // OpenAI (the worker reads the prepared photos) and with Replicate (the worker presigns them and Replicate
+    // fetches them); a restyle of a result (the worker reads the parent's output); the profile's stats.
+    let (u1, u2) = (stage.upload(&t).await, stage.upload(&t).await);
+    let character = stage.character(&t, &[&u1, &u2]).await;
+    let c = character["id"].as_str().unwrap().to_owned();
+    assert_eq!(character["photoCount"], 2);
+    let thumbnail = reqwest::get(character["thumbnailUrl"].as_str().unwrap()).await.unwrap();
+    assert_eq!(thumbnail.status(), 200, "the app's fetch of the thumbnail");
+    // One made from a slot the app never PUT to: S3's 404 (not 403, thanks to ListBucket) makes it a 400.
+    let slot = json!({"contentType": "image/jpeg", "contentLength": 100});
+    let empty = body_json(&stage.http(Method::POST, "/v1/uploads", Some(slot), Some(&t)).await)["uploadId"].clone();
+    let body = json!({"name": "Ada", "uploadIds": [u1, empty]});
+    let refused = stage.http(Method::POST, "/v1/characters", Some(body), Some(&t)).await;
+    assert_eq!(refused.status(), 400, "{}", body_json(&refused));
+    assert_eq!(body_json(&refused)["error"]["details"][0]["field"], "uploadIds[1]");
+    let listed = stage.http(Method::GET, "/v1/characters", None, Some(&t)).await;
+    assert_eq!(body_json(&listed)["items"][0]["id"], c.as_str());
+    assert_eq!(stage.http(Method::GET, &format!("/v1/characters/{c}"), None, Some(&t)).await.status(), 200);
+    let renamed =
+        stage.http(Method::PATCH, &format!("/v1/characters/{c}"), Some(json!({"name": "Ada L."})), Some(&t)).await;
+    assert_eq!(renamed.status(), 200, "{}", body_json(&renamed));
+    let from_character = stage.start_from(&t, "neon-noir", json!({"characterId": c})).await;
+    stage.work(worker, &user, &from_character).await;
+    assert_eq!(stage.generation(&t, &from_character).await["status"], "succeeded");
+    let replicated = stage.start_from(&t, "golden-hour", json!({"characterId": c})).await;
+    let fetch_inputs = async {
+        for _ in 0..200 {
+            let requests = stage.replicate.received_requests().await.unwrap_or_default();
+            let creates: Vec<_> = requests.iter().filter(|r| r.method.as_str() == "POST").collect();
+            if creates.len() >= 2 {
+                let body: Value = serde_json::from_slice(&creates[1].body).unwrap();
+                let url = body["input"]
+                    .as_object()
+                    .and_then(|i| i.values().find_map(|v| v.as_str().filter(|s| s.contains("characters"))))
+                    .expect("a character photo's URL in the prediction's input")
+                    .to_owned();
+                return reqwest::get(url).await.unwrap().status().as_u16();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the worker created no second prediction");
+    };
+    let ((), fetched) = tokio::join!(stage.work(worker, &user, &replicated), fetch_inputs);
+    assert_eq!(fetched, 200, "Replicate's fetch of the character's photo");
+    let restyle = stage.start_from(&t, "neon-noir", json!({"parentGenerationId": from_character})).await;
+    stage.work(worker, &user, &restyle).await;
+    assert_eq!(stage.generation(&t, &restyle).await["status"], "succeeded");
+    let me = body_json(&stage.http(Method::GET, "/v1/me", None, Some(&t)).await);
+    assert_eq!(me["stats"]["characters"], 1, "{me}");
+
     // A provider refusal: failed and refunded.
     let refusing = stage
         .deploy(
@@ -644,7 +716,8 @@ async fn journey(stage: &Stage) {
     }
 
     // Account deletion, interrupted at its first step (the sessions query is denied once) and finished by
-    // the reconciler, which then does every step. A prepared photo a crashed worker left behind goes too.
+    // the reconciler, which then does every step: the character above and its photos go too, and so does a
+    // prepared photo a crashed worker left behind.
     stage.leftover_work_photo(&user).await;
     stage.function("account").faults.fail("Query", 1);
     let deleted = stage.http(Method::DELETE, "/v1/me", None, Some(&t)).await;
@@ -652,7 +725,8 @@ async fn journey(stage: &Stage) {
     assert_eq!(stage.reconcile(60).await["deletionsFinished"], 1);
     assert!(stage.objects_of(&user).await.is_empty(), "the reconciler deleted every image");
 
-    // And one that runs through, of an account with a result, a favourite and a leftover.
+    // And one that runs through, of an account with a result, a favourite, a character and a leftover; its
+    // other character was deleted on its own (photos and record).
     let other = stage.sign_in("+14155550103").await;
     let (t2, u2) = (token(&other), user_id(&other));
     let bought = stage
@@ -663,6 +737,11 @@ async fn journey(stage: &Stage) {
     let g = stage.start(&t2, "neon-noir", &upload).await;
     stage.work(worker, &u2, &g).await;
     assert_eq!(stage.http(Method::PUT, "/v1/templates/pop-art/favorite", None, Some(&t2)).await.status(), 204);
+    let photo = stage.upload(&t2).await;
+    stage.character(&t2, &[&photo]).await;
+    let gone = stage.character(&t2, &[&photo]).await;
+    let gone = format!("/v1/characters/{}", gone["id"].as_str().unwrap());
+    assert_eq!(stage.http(Method::DELETE, &gone, None, Some(&t2)).await.status(), 204);
     stage.leftover_work_photo(&u2).await;
     assert_eq!(stage.http(Method::DELETE, "/v1/me", None, Some(&t2)).await.status(), 204);
     assert!(stage.objects_of(&u2).await.is_empty(), "the deletion removed every image");

@@ -76,7 +76,8 @@ impl Rig {
             .merge(templates::router(Arc::new(templates::State::new(&deps))))
             .merge(credits::router(Arc::new(credits::State::new(&deps).unwrap())))
             .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps).unwrap())))
-            .merge(generate::router(Arc::new(generate::State::new(&deps))));
+            .merge(generate::router(Arc::new(generate::State::new(&deps))))
+            .merge(characters::router(Arc::new(characters::State::new(&deps))));
         Self { deps, router, log, twilio, chain, _proxies: (dynamo_proxy, moto_proxy), _openai: openai }
     }
 
@@ -271,6 +272,36 @@ async fn measure_every_route(rig: &Rig) -> Rows {
         rig.measure(request(Method::DELETE, &format!("/v1/generations/{generation}"), None, Some(token), &[])).await;
     record(&mut rows, "DELETE /v1/generations/{id}", &m, 204);
     assert!(rig.deps.store.generation(&user, &generation).await.unwrap().is_none());
+
+    // Characters: one of two photos, read and prepared two at a time; a generation from it and its job.
+    let bought = rig.call(rig.purchase(token, "2000000000000199")).await;
+    assert_eq!(bought.status(), 200, "{}", body_json(&bought));
+    let photos = [rig.upload(token).await, rig.upload(token).await];
+    let body = json!({"name": "Ada", "uploadIds": photos});
+    let m = rig.measure(request(Method::POST, "/v1/characters", Some(body), Some(token), &[])).await;
+    record(&mut rows, "POST /v1/characters (two photos)", &m, 201);
+    let character = body_json(&m.response)["id"].as_str().unwrap().to_owned();
+    let m = rig.measure(request(Method::GET, "/v1/characters", None, Some(token), &[])).await;
+    record(&mut rows, "GET /v1/characters", &m, 200);
+    let m = rig.measure(request(Method::GET, &format!("/v1/characters/{character}"), None, Some(token), &[])).await;
+    record(&mut rows, "GET /v1/characters/{id}", &m, 200);
+    let rename = Some(json!({"name": "Ada L."}));
+    let m = rig.measure(request(Method::PATCH, &format!("/v1/characters/{character}"), rename, Some(token), &[])).await;
+    record(&mut rows, "PATCH /v1/characters/{id}", &m, 200);
+    let from_character = json!({"templateId": "neon-noir", "characterId": character});
+    let start =
+        request(Method::POST, "/v1/generations", Some(from_character), Some(token), &[("idempotency-key", "c-1")]);
+    let m = rig.measure(start).await;
+    record(&mut rows, "POST /v1/generations (from a character)", &m, 202);
+    let id = body_json(&m.response)["generation"]["id"].as_str().unwrap().to_owned();
+    rig.log.take();
+    let result = worker.process_delivery(&JobRef { user_id: user.clone(), generation_id: id }, Some("evt-3")).await;
+    let calls = rig.log.take();
+    assert!(matches!(result, Ok(facemake::services::generation::JobResult::Succeeded { .. })), "{result:?}");
+    let ops = calls.iter().map(|c| c.operation.clone()).collect();
+    rows.insert("generation worker, one job from a two-photo character", (depth(&calls), calls.len(), ops));
+    let m = rig.measure(request(Method::DELETE, &format!("/v1/characters/{character}"), None, Some(token), &[])).await;
+    record(&mut rows, "DELETE /v1/characters/{id}", &m, 204);
 
     rig.log.take();
     let reconciled = worker.reconcile().await.unwrap();

@@ -444,6 +444,56 @@ async fn every_documented_status_of_every_operation_is_answered() {
     let broke = start_generation(&api, "p2", "neon-noir", &poor_upload, Some(&poor)).await;
     assert_eq!(outcome(&broke), (402, Some("INSUFFICIENT_CREDITS")));
 
+    // Characters: made from an upload, listed, read, renamed; a generation from one, a restyle of a result;
+    // another user's (or an unknown) character is 404, for a generation too; the eleventh is a conflict.
+    let c_upload = upload(token.clone()).await;
+    let make = |name: &str| json!({"name": name, "uploadIds": [c_upload]});
+    assert_eq!(outcome(&api.post("/v1/characters", make("Ada"), None).await).0, 401);
+    assert_eq!(outcome(&api.post("/v1/characters", make(" "), t).await), (400, Some("VALIDATION_ERROR")));
+    let (status, character) = api.post("/v1/characters", make("Ada"), t).await;
+    assert_eq!(status, 201, "{character}");
+    let one = format!("/v1/characters/{}", character["id"].as_str().unwrap());
+    let unknown = format!("/v1/characters/{}", facemake::domain::new_id());
+    assert_eq!(outcome(&api.get("/v1/characters", t).await).0, 200);
+    assert_eq!(outcome(&api.get("/v1/characters", None).await).0, 401);
+    assert_eq!(outcome(&api.get("/v1/characters?limit=0", t).await), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.get(&one, t).await).0, 200);
+    assert_eq!(outcome(&api.get(&one, None).await).0, 401);
+    assert_eq!(outcome(&api.get(&one, Some(&thief)).await), (404, Some("NOT_FOUND")));
+    let rename = |name: &str| Some(json!({"name": name}));
+    assert_eq!(outcome(&api.call(patch.clone(), &one, rename("Ada L."), t).await).0, 200);
+    assert_eq!(outcome(&api.call(patch.clone(), &one, rename(""), t).await), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.call(patch.clone(), &one, rename("Eve"), None).await).0, 401);
+    assert_eq!(outcome(&api.call(patch.clone(), &unknown, rename("Eve"), t).await), (404, Some("NOT_FOUND")));
+    for (method, path) in [(post.clone(), "/v1/characters"), (patch.clone(), unknown.as_str())] {
+        let plain = api.raw_with(method.clone(), path, "text/plain", b"{}".to_vec(), t, &[]).await;
+        assert_eq!(outcome(&plain).0, 415, "{method} {path}");
+        let big = api.raw_with(method.clone(), path, json_ct, huge(), t, &[]).await;
+        assert_eq!(outcome(&big).0, 413, "{method} {path}");
+    }
+    let from = |source: serde_json::Value| {
+        let mut body = source;
+        body["templateId"] = json!("neon-noir");
+        body
+    };
+    let theirs = json!({"characterId": character["id"]});
+    let stolen = api.call_with(post.clone(), "/v1/generations", Some(from(theirs)), Some(&thief), &key("c-1")).await;
+    assert_eq!(outcome(&stolen), (404, Some("NOT_FOUND")));
+    let mine = from(json!({"characterId": character["id"]}));
+    assert_eq!(outcome(&api.call_with(post.clone(), "/v1/generations", Some(mine), t, &key("c-1")).await).0, 202);
+    let parent = json!({"parentGenerationId": ids[1]});
+    assert_eq!(
+        outcome(&api.call_with(post.clone(), "/v1/generations", Some(from(parent)), t, &key("c-2")).await).0,
+        202
+    );
+    for i in 1..10 {
+        assert_eq!(outcome(&api.post("/v1/characters", make(&format!("c{i}")), t).await).0, 201);
+    }
+    assert_eq!(outcome(&api.post("/v1/characters", make("eleventh"), t).await), (409, Some("CONFLICT")));
+    assert_eq!(outcome(&api.call(delete.clone(), &one, None, None).await).0, 401);
+    assert_eq!(outcome(&api.call(delete.clone(), &one, None, t).await).0, 204);
+    assert_eq!(outcome(&api.call(delete.clone(), &one, None, t).await), (404, Some("NOT_FOUND")));
+
     // Deleting the account; its token is refused afterwards.
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, None).await).0, 401);
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, Some(&thief)).await).0, 204);

@@ -8,6 +8,7 @@ mod abuse;
 mod bad_input;
 mod blackbox;
 mod catalogue_and_credits;
+mod characters;
 mod deployed_wiring;
 mod generation;
 mod template;

@@ -44,6 +44,6 @@ pub trait CharacterStore: Send + Sync {
         name: &str,
         now: UnixTime,
     ) -> Result<Option<Character>, PortError>;
-    /// Deletes the record and uncounts it, once; `None` when it did not exist.
-    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<Option<Character>, PortError>;
+    /// Deletes the record and uncounts it, once; `false` when it did not exist (or a concurrent delete won).
+    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<bool, PortError>;
 }

@@ -66,26 +66,22 @@ impl Characters {
             return Err(CreateError::DuplicateUpload { index });
         }
         let keys: Vec<String> = uploads.iter().map(|u| object_keys::upload(user, u)).collect();
-        let heads = futures_util::future::join_all(keys.iter().map(|k| self.objects.head(k)));
-        let (deleted, count, heads) = tokio::join!(account_deleted, self.store.character_count(user), heads);
+        // The photos are read and prepared beside the checks (reads and CPU only; nothing is written before
+        // both checks passed). Owned items: a stream over borrowed keys trips the compiler's higher-ranked
+        // `Send` check.
+        let prepared = stream::iter(keys.into_iter().enumerate())
+            .map(|(index, key)| self.prepare_one(index, key))
+            .buffered(PREPARE_CONCURRENCY)
+            .try_collect::<Vec<Vec<u8>>>();
+        let (deleted, count, prepared) = tokio::join!(account_deleted, self.store.character_count(user), prepared);
         if deleted? {
             return Err(CreateError::AccountDeleted);
         }
-        // An early answer for a full account, before any photo is prepared (the create's condition decides).
+        // A full account is refused before anything is written (the create's condition is what decides).
         if count? >= u64::from(self.max_characters) {
             return Err(CreateError::LimitReached { max: self.max_characters });
         }
-        for (index, head) in heads.into_iter().enumerate() {
-            if head?.is_none() {
-                return Err(CreateError::NoUpload { index });
-            }
-        }
-        // Owned items: a stream over borrowed keys trips the compiler's higher-ranked `Send` check.
-        let prepared: Vec<Vec<u8>> = stream::iter(keys.into_iter().enumerate())
-            .map(|(index, key)| self.prepare_one(index, key))
-            .buffered(PREPARE_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let prepared = prepared?;
         let now = self.clock.now();
         let character = Character {
             id: CharacterId::new(),
@@ -174,7 +170,7 @@ impl Characters {
     /// `false` when a concurrent delete removed the record first.
     pub async fn delete_found(&self, character: &Character) -> Result<bool, PortError> {
         self.objects.delete(&character.photo_keys()).await?;
-        Ok(self.store.delete_character(&character.user_id, &character.id).await?.is_some())
+        self.store.delete_character(&character.user_id, &character.id).await
     }
 
     /// A short-lived URL of the character's first photo.

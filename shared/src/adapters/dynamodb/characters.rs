@@ -162,10 +162,8 @@ impl CharacterStore for DynamoStore {
         }
     }
 
-    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<Option<Character>, PortError> {
+    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<bool, PortError> {
         for attempt in 0..MAX_ATTEMPTS {
-            // Read first: a transaction's delete cannot return the old item.
-            let Some(found) = self.character(user, id).await? else { return Ok(None) };
             let delete = build(
                 Delete::builder()
                     .table_name(&self.tables.characters)
@@ -175,11 +173,11 @@ impl CharacterStore for DynamoStore {
             )?;
             let items = vec![TransactWriteItem::builder().delete(delete).build(), self.count_update(user, -1, None)?];
             match self.transact(WHAT, items).await? {
-                None => return Ok(Some(found)),
+                None => return Ok(true),
                 Some(codes) if conflict(&codes) => backoff(attempt).await,
                 // Deleted by a concurrent request: that one uncounted it.
                 Some(codes) if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") => {
-                    return Ok(None)
+                    return Ok(false)
                 }
                 Some(codes) => return Err(PortError::internal(WHAT, format!("character delete cancelled: {codes:?}"))),
             }

@@ -69,7 +69,7 @@ impl CharacterStore for MemoryStore {
         }))
     }
 
-    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<Option<Character>, PortError> {
-        Ok(self.lock().characters.get_mut(user).and_then(|c| c.remove(id.as_str())))
+    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<bool, PortError> {
+        Ok(self.lock().characters.get_mut(user).and_then(|c| c.remove(id.as_str())).is_some())
     }
 }

@@ -356,7 +356,7 @@ mod tests {
         let rendered = LocalRenderer
             .render(RenderRequest {
                 spec: &spec,
-                images: &[photo.clone()],
+                images: std::slice::from_ref(&photo),
                 image_urls: &[],
                 job_id: "g1",
                 time_left: std::time::Duration::from_secs(60),
