@@ -60,8 +60,8 @@ PY
 }
 
 # Build once for all the cases (what invoke.sh builds, for each of the functions below).
-cargo build --locked --bin local-stage --bin templates --bin account --bin verify-code --bin generation-reconciler \
-  --test cold_start >&2
+cargo build --locked --bin local-stage --bin templates --bin account --bin verify-code --bin characters \
+  --bin generation-reconciler --test cold_start >&2
 
 phone=$(printf '+14155550%03d' $((100 + RANDOM % 100)))
 check "templates: a page of the portrait category" \
@@ -70,6 +70,9 @@ check "templates: a page of the portrait category" \
 check "account, --as $phone: that number's profile" \
   "r['statusCode'] == 200 and b['phone'].startswith('+1') and b['phone'].endswith('$phone'[-4:]) and b['id']" \
   -- account events/get-me.json --as "$phone"
+check "characters, --as $phone: none yet (a page of nothing, no cursor)" \
+  'r["statusCode"] == 200 and b == {"items": [], "nextCursor": None}' \
+  -- characters events/list-characters.json --as "$phone"
 check "account, without --as: the placeholder token is refused" \
   'r["statusCode"] == 401 and b["error"]["code"] == "INVALID_TOKEN"' \
   -- account events/get-me.json

@@ -210,3 +210,43 @@ async fn a_generation_from_the_fixture_character_is_404_until_it_exists_and_then
     let done = h.deps.generations(Arc::new(h.deps.catalogue_service())).get(&session.user.id, &job.generation_id).await;
     assert_eq!(done.unwrap().unwrap().status, facemake::domain::GenerationStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn a_cursor_of_another_query_or_user_is_refused() {
+    let h = Harness::in_memory();
+    let (ada, eve) = (h.signed_in("+14155550123").await, h.signed_in("+14155550199").await);
+    let photo = upload(&h, &ada.user.id, testkit::camera_photo(64, 48)).await.to_string();
+    for _ in 0..2 {
+        let body = serde_json::json!({"name": "Ada", "uploadIds": [photo]});
+        let request = with_body(with_bearer(event("create-character.json"), &ada.access_token), body);
+        assert_eq!(router(&h).handle(request).await.status(), 201);
+    }
+    let list = |query: &str, token: &str| {
+        let path = format!("{}/../../events/list-characters.json", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        event["rawQueryString"] = query.into();
+        let params: serde_json::Map<String, serde_json::Value> =
+            query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.into())).collect();
+        event["queryStringParameters"] = params.into();
+        with_bearer(lambda_http::request::from_str(&event.to_string()).unwrap(), token)
+    };
+    let first = body_json(&router(&h).handle(list("limit=1", &ada.access_token)).await);
+    let cursor = first["nextCursor"].as_str().expect("a second page").to_owned();
+    let second = router(&h).handle(list(&format!("limit=1&cursor={cursor}"), &ada.access_token)).await;
+    assert_eq!(second.status(), 200);
+    let second = body_json(&second);
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_ne!(second["items"][0]["id"], first["items"][0]["id"]);
+    assert_eq!(second["nextCursor"], serde_json::Value::Null);
+    // Ada's cursor in Eve's hands, and a cursor of Ada's generations list: refused, not a page.
+    let stolen = router(&h).handle(list(&format!("cursor={cursor}"), &eve.access_token)).await;
+    assert_eq!(stolen.status(), 400, "{}", body_json(&stolen));
+    let keys = facemake::ports::KeyProvider::keys(h.keys.as_ref()).await.unwrap();
+    let generations =
+        facemake::http::encode_cursor(&keys, &format!("generations|{}", ada.user.id), &"01KARH98PRTEWH0AVNH9DN65R6")
+            .unwrap();
+    let foreign = router(&h).handle(list(&format!("cursor={generations}"), &ada.access_token)).await;
+    assert_eq!(foreign.status(), 400, "{}", body_json(&foreign));
+    assert_eq!(body_json(&foreign)["error"]["code"], "VALIDATION_ERROR");
+}

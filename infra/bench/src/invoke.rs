@@ -340,7 +340,7 @@ mod tests {
         let template = template();
         for binary in ["send-code", "verify-code", "account", "templates", "credits", "app-store-notifications"]
             .into_iter()
-            .chain(["generate", "generation-worker", "generation-reconciler"])
+            .chain(["generate", "characters", "generation-worker", "generation-reconciler"])
         {
             let plan = Plan::read(&template, binary).unwrap();
             let env = plan.environment(&stage()).unwrap();

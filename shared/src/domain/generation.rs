@@ -288,3 +288,57 @@ impl Generation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(source: serde_json::Value) -> serde_json::Value {
+        let mut g = serde_json::json!({
+            "id": "01KARH98PRTEWH0AVNH9DN65R6",
+            "userId": "01KAFC0S00GP1XF3A7QYFR6F0D",
+            "templateId": "neon-noir",
+            "spec": {"provider": "openai", "model": "gpt-image-1", "prompt": "p"},
+            "status": "queued",
+            "creditsCharged": 1,
+            "refunded": false,
+            "createdAt": 1,
+            "deadline": 901
+        });
+        for (k, v) in source.as_object().unwrap() {
+            g[k] = v.clone();
+        }
+        g
+    }
+
+    #[test]
+    fn a_record_from_before_sources_reads_as_an_upload_whose_input_is_the_upload() {
+        let g: Generation =
+            serde_json::from_value(record(serde_json::json!({"uploadId": "01KARH8AE071HFE865V215DE1C"}))).unwrap();
+        let upload = UploadId::parse("01KARH8AE071HFE865V215DE1C").unwrap();
+        assert_eq!(g.source, GenerationSource::Upload(upload.clone()));
+        assert_eq!(g.inputs(), [object_keys::upload(&g.user_id, &upload)]);
+        assert!(!g.inputs_prepared());
+        assert_eq!(g.owned_keys()[0], object_keys::upload(&g.user_id, &upload));
+        // And it is written back the same way.
+        assert_eq!(serde_json::to_value(&g).unwrap()["uploadId"], "01KARH8AE071HFE865V215DE1C");
+    }
+
+    #[test]
+    fn each_source_is_one_field_and_a_record_needs_exactly_one() {
+        let c: Generation = serde_json::from_value(record(serde_json::json!({
+            "characterId": "01KARJ3Q5M8V7ZB2C4D6E8F0GH",
+            "inputKeys": ["characters/u/c/0.jpg", "characters/u/c/1.jpg"]
+        })))
+        .unwrap();
+        assert_eq!(c.source.kind(), "character");
+        assert!(c.inputs_prepared());
+        assert_eq!(c.inputs().len(), 2);
+        assert!(c.owned_keys().iter().all(|k| !k.starts_with("characters/")), "a character's photos are its own");
+        let p: Generation =
+            serde_json::from_value(record(serde_json::json!({"parentGenerationId": "01KARH98PRTEWH0AVNH9DN65R7"})))
+                .unwrap();
+        assert_eq!((p.source.kind(), p.source.id()), ("generation", "01KARH98PRTEWH0AVNH9DN65R7"));
+        assert!(serde_json::from_value::<Generation>(record(serde_json::json!({}))).is_err(), "no source");
+    }
+}
