@@ -29,6 +29,8 @@ testkit::store_contract!(
     a_restyle_renders_the_parents_output_and_deletes_only_its_own_images,
     deleting_a_character_keeps_generations_and_fails_a_queued_one_with_a_refund,
     the_profile_counts_what_the_user_has,
+    a_create_that_outlasts_the_accounts_deletion_writes_nothing,
+    a_create_whose_answer_is_lost_after_the_commit_keeps_its_photos,
 );
 
 fn unique_phone() -> PhoneNumber {
@@ -476,4 +478,81 @@ async fn the_profile_counts_what_the_user_has(store: Arc<dyn Store>) {
     assert_eq!(generations.page(&w.user, 50, None).await.unwrap().items.len() as u64, end.generations);
     assert_eq!(w.store.favorites(&w.user).await.unwrap().len() as u64, end.favorites);
     assert_eq!(w.store.characters_page(&w.user, 50, None).await.unwrap().items.len() as u64, end.characters);
+}
+
+async fn a_create_that_outlasts_the_accounts_deletion_writes_nothing(store: Arc<dyn Store>) {
+    let w = world(store, 0).await;
+    // The store refuses on its own: the tombstone is checked in the create's transaction.
+    w.store.mark_deleted(&w.user, 5).await.unwrap();
+    assert_eq!(
+        w.store.create_character(&record(&w.user, "late"), 10).await.unwrap(),
+        CreateCharacterOutcome::AccountDeleted
+    );
+    // Through the service: the request's own check passed (`not_deleted`), then the deletion began while the
+    // photos were prepared. The photos are taken back out, nothing is counted.
+    let upload = w.upload(&w.user, testkit::camera_photo(64, 48)).await;
+    let name = CharacterName::parse("Ada").unwrap();
+    let late = w.h.deps.characters().create(&w.user, &name, &[upload], not_deleted()).await;
+    assert!(matches!(late, Err(CreateError::AccountDeleted)), "{late:?}");
+    assert!(w.keys_under("characters/").is_empty(), "{:?}", w.keys_under("characters/"));
+    assert_eq!(w.store.character_count(&w.user).await.unwrap(), 0);
+}
+
+/// A store whose create commits and then answers an error, as a timeout after the commit would.
+struct CommitsThenFails(Arc<dyn Store>);
+
+#[async_trait]
+impl facemake::ports::CharacterStore for CommitsThenFails {
+    async fn create_character(
+        &self,
+        character: &Character,
+        max: u32,
+    ) -> Result<CreateCharacterOutcome, facemake::ports::PortError> {
+        self.0.create_character(character, max).await?;
+        Err(facemake::ports::PortError::unavailable("characters", "timed out"))
+    }
+    async fn character(
+        &self,
+        user: &UserId,
+        id: &CharacterId,
+    ) -> Result<Option<Character>, facemake::ports::PortError> {
+        self.0.character(user, id).await
+    }
+    async fn character_count(&self, user: &UserId) -> Result<u64, facemake::ports::PortError> {
+        self.0.character_count(user).await
+    }
+    async fn characters_page(
+        &self,
+        user: &UserId,
+        limit: usize,
+        before: Option<&CharacterId>,
+    ) -> Result<facemake::ports::CharacterPage, facemake::ports::PortError> {
+        self.0.characters_page(user, limit, before).await
+    }
+    async fn rename_character(
+        &self,
+        user: &UserId,
+        id: &CharacterId,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<Character>, facemake::ports::PortError> {
+        self.0.rename_character(user, id, name, now).await
+    }
+    async fn delete_character(&self, user: &UserId, id: &CharacterId) -> Result<bool, facemake::ports::PortError> {
+        self.0.delete_character(user, id).await
+    }
+}
+
+async fn a_create_whose_answer_is_lost_after_the_commit_keeps_its_photos(store: Arc<dyn Store>) {
+    let w = world(store.clone(), 0).await;
+    let mut characters = w.h.deps.characters();
+    characters.store = Arc::new(CommitsThenFails(store));
+    let upload = w.upload(&w.user, testkit::camera_photo(64, 48)).await;
+    let name = CharacterName::parse("Ada").unwrap();
+    let made = characters.create(&w.user, &name, &[upload], not_deleted()).await.unwrap();
+    // The record exists, and so does every photo it names.
+    assert_eq!(w.store.character(&w.user, &made.id).await.unwrap().as_ref(), Some(&made));
+    for key in made.photo_keys() {
+        assert!(w.h.objects.keys().contains(&key), "{key} kept");
+    }
 }

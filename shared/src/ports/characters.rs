@@ -11,6 +11,9 @@ pub enum CreateCharacterOutcome {
     Created,
     /// The user already has `max` characters: nothing was written.
     LimitReached,
+    /// The account is being (or was) deleted: nothing was written. Checked in the same transaction, since a
+    /// create spends seconds preparing photos after the request's own deleted-account check.
+    AccountDeleted,
 }
 
 /// A page of a user's characters, newest first.
@@ -24,7 +27,8 @@ pub struct CharacterPage {
 /// cap holds under concurrency and the count is the profile's `stats.characters`.
 #[async_trait]
 pub trait CharacterStore: Send + Sync {
-    /// Records the character and counts it, only while the user has fewer than `max`.
+    /// Records the character and counts it, only while the user has fewer than `max` and the account has no
+    /// deletion tombstone.
     async fn create_character(&self, character: &Character, max: u32) -> Result<CreateCharacterOutcome, PortError>;
     async fn character(&self, user: &UserId, id: &CharacterId) -> Result<Option<Character>, PortError>;
     /// How many characters the user has (an early answer for a full account; the create is the real check).

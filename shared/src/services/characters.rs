@@ -49,9 +49,10 @@ pub struct Characters {
 impl Characters {
     /// Makes a character of the caller's `uploads`: each must be uploaded and decode as a photo, and is
     /// prepared once (sniffed format, pixel limit, EXIF orientation, metadata stripped, downsized) into the
-    /// character's own objects, so the uploads may expire. `account_deleted` runs beside the first reads;
-    /// nothing is written unless it answers `false`. The photos are written before the record, so a record
-    /// never names a missing photo; a refused record takes its photos back out.
+    /// character's own objects, so the uploads may expire. `account_deleted` runs beside the count read, and
+    /// both answer before any photo is read: a deleted or full account costs no decode. The record's
+    /// transaction checks the tombstone again (the preparation takes seconds). The photos are written before
+    /// the record, so a record never names a missing photo; a refused record takes its photos back out.
     pub async fn create(
         &self,
         user: &UserId,
@@ -65,23 +66,21 @@ impl Characters {
         if let Some(index) = (1..uploads.len()).find(|&i| uploads[..i].contains(&uploads[i])) {
             return Err(CreateError::DuplicateUpload { index });
         }
-        let keys: Vec<String> = uploads.iter().map(|u| object_keys::upload(user, u)).collect();
-        // The photos are read and prepared beside the checks (reads and CPU only; nothing is written before
-        // both checks passed). Owned items: a stream over borrowed keys trips the compiler's higher-ranked
-        // `Send` check.
-        let prepared = stream::iter(keys.into_iter().enumerate())
-            .map(|(index, key)| self.prepare_one(index, key))
-            .buffered(PREPARE_CONCURRENCY)
-            .try_collect::<Vec<Vec<u8>>>();
-        let (deleted, count, prepared) = tokio::join!(account_deleted, self.store.character_count(user), prepared);
+        let (deleted, count) = tokio::join!(account_deleted, self.store.character_count(user));
         if deleted? {
             return Err(CreateError::AccountDeleted);
         }
-        // A full account is refused before anything is written (the create's condition is what decides).
+        // A full account is refused before any photo is read or decoded (the create's condition decides).
         if count? >= u64::from(self.max_characters) {
             return Err(CreateError::LimitReached { max: self.max_characters });
         }
-        let prepared = prepared?;
+        // Owned items: a stream over borrowed keys trips the compiler's higher-ranked `Send` check.
+        let keys: Vec<String> = uploads.iter().map(|u| object_keys::upload(user, u)).collect();
+        let prepared: Vec<Vec<u8>> = stream::iter(keys.into_iter().enumerate())
+            .map(|(index, key)| self.prepare_one(index, key))
+            .buffered(PREPARE_CONCURRENCY)
+            .try_collect()
+            .await?;
         let now = self.clock.now();
         let character = Character {
             id: CharacterId::new(),
@@ -106,10 +105,26 @@ impl Characters {
                 self.discard(&photo_keys).await;
                 Err(CreateError::LimitReached { max: self.max_characters })
             }
-            Err(e) => {
+            Ok(CreateCharacterOutcome::AccountDeleted) => {
                 self.discard(&photo_keys).await;
-                Err(e.into())
+                Err(CreateError::AccountDeleted)
             }
+            // No definite answer (a timeout may have come after the commit): the photos go only if no record
+            // names them. If even that read fails they stay, under the user's prefix, rather than be lost.
+            Err(e) => match self.store.character(user, &character.id).await {
+                Ok(Some(_)) => {
+                    tracing::warn!(character = %character.id, error = %e, "character create answered an error but committed");
+                    Ok(character)
+                }
+                Ok(None) => {
+                    self.discard(&photo_keys).await;
+                    Err(e.into())
+                }
+                Err(read) => {
+                    tracing::warn!(character = %character.id, error = %read, "could not tell whether the create committed; photos kept");
+                    Err(e.into())
+                }
+            },
         }
     }
 

@@ -1,12 +1,13 @@
 //! Characters and each user's character count (characters table).
 //!
-//! - Create: one transaction of the record (`attribute_not_exists`) and the count (`count < max`), so two
-//!   creates racing for the last slot cannot both land.
+//! - Create: one transaction of the record (`attribute_not_exists`), the count (`count < max`) and a check that
+//!   the account has no deletion tombstone, so two creates racing for the last slot cannot both land, and a
+//!   create that spent seconds preparing photos cannot land after the account's deletion.
 //! - Delete: one transaction of the record's delete (`attribute_exists`) and the count's decrement, so a
 //!   character is uncounted once however often it is deleted.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, ReturnValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::user_pk;
@@ -52,6 +53,16 @@ fn conflict(codes: &[Option<String>]) -> bool {
 }
 
 impl DynamoStore {
+    /// A condition that the account has no deletion tombstone (users table, `DELETED#<hash>`).
+    fn no_tombstone(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(key(format!("DELETED#{}", crate::domain::deletion_key(user)), "DELETED")))
+            .condition_expression("attribute_not_exists(pk)")
+            .build();
+        Ok(TransactWriteItem::builder().condition_check(build(check)?).build())
+    }
+
     fn count_update(&self, user: &UserId, delta: i64, max: Option<u32>) -> Result<TransactWriteItem, PortError> {
         let mut update = Update::builder()
             .table_name(&self.tables.characters)
@@ -78,15 +89,20 @@ impl CharacterStore for DynamoStore {
             let items = vec![
                 self.count_update(user, 1, Some(max))?,
                 transact_item_put(&self.tables.characters, item.clone(), "attribute_not_exists(pk)")?,
+                self.no_tombstone(user)?,
             ];
             match self.transact(WHAT, items).await? {
                 None => return Ok(CreateCharacterOutcome::Created),
                 Some(codes) if conflict(&codes) => backoff(attempt).await,
                 Some(codes) => {
-                    return match codes.first().and_then(Option::as_deref) {
-                        Some("ConditionalCheckFailed") => Ok(CreateCharacterOutcome::LimitReached),
-                        _ => Err(PortError::internal(WHAT, format!("character create cancelled: {codes:?}"))),
-                    }
+                    let failed = |i: usize| codes.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+                    return if failed(2) {
+                        Ok(CreateCharacterOutcome::AccountDeleted)
+                    } else if failed(0) {
+                        Ok(CreateCharacterOutcome::LimitReached)
+                    } else {
+                        Err(PortError::internal(WHAT, format!("character create cancelled: {codes:?}")))
+                    };
                 }
             }
         }

@@ -281,7 +281,16 @@ impl GenerationStore for DynamoStore {
             match self.transact(WHAT, items).await? {
                 None => return Ok(DeleteOutcome::Deleted(Box::new(found))),
                 // Deleted or changed meanwhile, or a concurrent write: read again.
-                Some(_) => super::credits::backoff(attempt).await,
+                Some(codes)
+                    if codes
+                        .iter()
+                        .any(|c| matches!(c.as_deref(), Some("ConditionalCheckFailed" | "TransactionConflict"))) =>
+                {
+                    super::credits::backoff(attempt).await
+                }
+                Some(codes) => {
+                    return Err(PortError::internal(WHAT, format!("generation delete cancelled: {codes:?}")))
+                }
             }
         }
         Err(PortError::unavailable(WHAT, "generation delete kept conflicting; retry"))

@@ -32,7 +32,11 @@ impl CatalogueStore for MemoryStore {
 #[async_trait]
 impl FavoritesStore for MemoryStore {
     async fn add_favorite(&self, user: &UserId, template: &TemplateId, now: UnixTime) -> Result<(), PortError> {
-        self.lock().favorites.entry(user.clone()).or_default().entry(template.clone()).or_insert(now);
+        let mut inner = self.lock();
+        // As the DynamoDB store: the favourite goes with the profile's count, so without a profile, nothing.
+        if inner.users.contains_key(user) {
+            inner.favorites.entry(user.clone()).or_default().entry(template.clone()).or_insert(now);
+        }
         Ok(())
     }
 

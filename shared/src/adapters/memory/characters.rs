@@ -11,6 +11,9 @@ use super::MemoryStore;
 impl CharacterStore for MemoryStore {
     async fn create_character(&self, character: &Character, max: u32) -> Result<CreateCharacterOutcome, PortError> {
         let mut inner = self.lock();
+        if inner.deleted.contains_key(&crate::domain::deletion_key(&character.user_id)) {
+            return Ok(CreateCharacterOutcome::AccountDeleted);
+        }
         let mine = inner.characters.entry(character.user_id.clone()).or_default();
         if mine.len() >= max as usize {
             return Ok(CreateCharacterOutcome::LimitReached);

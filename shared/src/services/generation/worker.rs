@@ -15,6 +15,9 @@ use crate::ports::{
     ProviderError, RefusalKind, RenderRequest, Written,
 };
 
+/// The largest earlier output a restyle reads (what the Replicate adapter downloads at most).
+pub const MAX_RESTYLE_INPUT_BYTES: u64 = 30 * 1024 * 1024;
+
 /// The image providers by name.
 #[derive(Clone)]
 pub struct Providers {
@@ -250,10 +253,16 @@ impl Worker {
             return Ok(Ok((images, Vec::new())));
         }
         let Some(input_key) = g.inputs().into_iter().next() else { return Ok(Err(missing())) };
-        let Some(original) = self.objects.get(&input_key, MAX_UPLOAD_BYTES).await? else {
+        // A parent's output is the provider's, which may be larger than an upload may be (the pixel limit
+        // still bounds the decode).
+        let max_bytes = match g.source {
+            GenerationSource::Generation(_) => MAX_RESTYLE_INPUT_BYTES,
+            _ => MAX_UPLOAD_BYTES,
+        };
+        let Some(original) = self.objects.get(&input_key, max_bytes).await? else {
             return Ok(Err(missing()));
         };
-        let limits = self.limits.clone();
+        let limits = PrepareLimits { max_input_bytes: max_bytes, ..self.limits.clone() };
         let prepared = tokio::task::spawn_blocking(move || prepare(&original, &limits))
             .await
             .map_err(|e| PortError::internal("worker", e))?;
