@@ -556,3 +556,61 @@ async fn a_create_whose_answer_is_lost_after_the_commit_keeps_its_photos(store: 
         assert!(w.h.objects.keys().contains(&key), "{key} kept");
     }
 }
+
+/// Data written before the counters existed: recounting sets them from the records (DynamoDB only: the
+/// memory store counts the records themselves), also beside concurrent writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_a_recount_sets_the_counters_of_data_from_before_them() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let dynamo = Arc::new(testkit::dynamodb_store().await);
+    let store: Arc<dyn Store> = dynamo.clone();
+    let w = world(store.clone(), 5).await;
+    let neon = TemplateId::parse("neon-noir").unwrap();
+    let studio = TemplateId::parse("studio-headshot").unwrap();
+    w.store.add_favorite(&w.user, &neon, 1).await.unwrap();
+    w.store.add_favorite(&w.user, &studio, 1).await.unwrap();
+    let c = w.character(1).await.unwrap();
+    w.character(1).await.unwrap();
+    let done = w.start("a", GenerationSource::Character(c.id.clone())).await.unwrap();
+    w.start("b", GenerationSource::Character(c.id.clone())).await.unwrap();
+    assert!(matches!(w.run(Recording::new(false), &done.generation.id).await, JobResult::Succeeded { .. }));
+    let stats = || async { w.store.get_user_with_stats(&w.user).await.unwrap().unwrap().1 };
+    let counted = stats().await;
+    assert_eq!((counted.generations, counted.succeeded, counted.favorites, counted.characters), (2, 1, 2, 2));
+
+    // Make it look like data from before the counters: no counter anywhere.
+    let client = testkit::dynamodb_local_client().await;
+    let t = dynamo.tables().clone();
+    let pk = AttributeValue::S(format!("USER#{}", w.user));
+    let item = |sk: &str| [("pk".to_owned(), pk.clone()), ("sk".to_owned(), AttributeValue::S(sk.into()))].into();
+    let remove = |table: &str, sk: &str, expression: &str| {
+        client.update_item().table_name(table).set_key(Some(item(sk))).update_expression(expression).send()
+    };
+    remove(&t.generations, "INFLIGHT", "REMOVE generations, succeeded").await.unwrap();
+    remove(&t.users, "PROFILE", "REMOVE favorites").await.unwrap();
+    client.delete_item().table_name(&t.characters).set_key(Some(item("COUNT"))).send().await.unwrap();
+    let lost = stats().await;
+    assert_eq!((lost.generations, lost.succeeded, lost.favorites, lost.characters), (0, 0, 0, 0));
+
+    let recounted = dynamo.recount_stats(&w.user).await.unwrap().unwrap();
+    assert_eq!(recounted, counted);
+    assert_eq!(stats().await, counted);
+    // Beside concurrent favourites: whatever interleaving, the counter ends equal to the records.
+    remove(&t.users, "PROFILE", "REMOVE favorites").await.unwrap();
+    let templates: Vec<TemplateId> =
+        ["pop-art", "golden-hour", "astronaut", "vaporwave"].iter().map(|id| TemplateId::parse(id).unwrap()).collect();
+    let adds = futures_util::future::join_all(templates.iter().map(|t| w.store.add_favorite(&w.user, t, 2)));
+    let (recount, adds) = tokio::join!(dynamo.recount_stats(&w.user), adds);
+    recount.unwrap();
+    assert!(adds.iter().all(Result::is_ok));
+    let records = w.store.favorites(&w.user).await.unwrap().len() as u64;
+    assert_eq!(records, 6);
+    let after = stats().await.favorites;
+    // A recount that lost a race retried; an add after its count was counted by the add itself.
+    assert_eq!(after, records, "the counter equals the records");
+
+    // Every profile is found for `recount --all`; a user without a profile is left alone.
+    let (users, _) = dynamo.profile_page(None).await.unwrap();
+    assert!(users.contains(&w.user));
+    assert_eq!(dynamo.recount_stats(&UserId::new()).await.unwrap(), None);
+}

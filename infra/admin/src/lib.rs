@@ -118,3 +118,30 @@ pub async fn describe_user(store: &dyn AdminStore, user: &UserId) -> Result<Stri
     }
     Ok(out)
 }
+
+/// `recount`: one user's profile counters set from the records.
+pub async fn recount(store: &facemake::adapters::dynamodb::DynamoStore, user: &UserId) -> Result<String> {
+    match store.recount_stats(user).await.map_err(|e| e.to_string())? {
+        Some(s) => Ok(format!(
+            "user {user}: generations {}, succeeded {}, favorites {}, characters {}",
+            s.generations, s.succeeded, s.favorites, s.characters
+        )),
+        None => Err(format!("no user {user}")),
+    }
+}
+
+/// `recount --all`: every user with a profile, page by page of the users table.
+pub async fn recount_all(store: &facemake::adapters::dynamodb::DynamoStore) -> Result<String> {
+    let (mut users, mut start) = (0usize, None);
+    loop {
+        let (page, next) = store.profile_page(start).await.map_err(|e| e.to_string())?;
+        for user in &page {
+            store.recount_stats(user).await.map_err(|e| format!("user {user}: {e}"))?;
+        }
+        users += page.len();
+        match next {
+            Some(next) => start = Some(next),
+            None => return Ok(format!("recounted {users} users")),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use facemake::config::Tables;
 use facemake::ports::SystemClock;
-use facemake_admin::{adjust, describe_user, resolve_user, seed, set_active, Assets};
+use facemake_admin::{adjust, describe_user, recount, recount_all, resolve_user, seed, set_active, Assets};
 
 #[derive(Parser)]
 #[command(name = "facemake-admin", about = "Operator commands for a Facemake stage", version)]
@@ -30,6 +30,12 @@ struct TableArgs {
     credits_table: Option<String>,
     #[arg(long, global = true, env = "CATALOGUE_TABLE")]
     catalogue_table: Option<String>,
+    /// `recount` only.
+    #[arg(long, global = true, env = "GENERATIONS_TABLE")]
+    generations_table: Option<String>,
+    /// `recount` only.
+    #[arg(long, global = true, env = "CHARACTERS_TABLE")]
+    characters_table: Option<String>,
 }
 
 #[derive(Args)]
@@ -75,6 +81,15 @@ enum Command {
         #[command(flatten)]
         who: Who,
     },
+    /// Set the profile stats counters (generations, succeeded, favourites, characters) from the records: for
+    /// data written before the counters existed. One user, or with --all every user. Safe beside live traffic:
+    /// a counter that changes during its recount is recounted.
+    Recount {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long, conflicts_with_all = ["user", "phone"])]
+        all: bool,
+    },
 }
 
 impl TableArgs {
@@ -90,8 +105,8 @@ impl TableArgs {
             codes: String::new(),
             sessions: String::new(),
             catalogue: need(&self.catalogue_table, "--catalogue-table")?,
-            generations: String::new(),
-            characters: String::new(),
+            generations: self.generations_table.clone().unwrap_or_default(),
+            characters: self.characters_table.clone().unwrap_or_default(),
         })
     }
 }
@@ -134,6 +149,18 @@ async fn run(cli: Cli) -> Result<String, String> {
         Command::User { who } => {
             let user = resolve_user(&store, who.user.as_deref(), who.phone.as_deref()).await?;
             describe_user(&store, &user).await
+        }
+        Command::Recount { who, all } => {
+            let t = store.tables();
+            if t.generations.is_empty() || t.characters.is_empty() {
+                return Err("recount needs --generations-table and --characters-table (or their variables)".into());
+            }
+            if all {
+                recount_all(&store).await
+            } else {
+                let user = resolve_user(&store, who.user.as_deref(), who.phone.as_deref()).await?;
+                recount(&store, &user).await
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ mod generations;
 mod jobs;
 mod purchases;
 mod sessions;
+mod stats;
 
 pub use generations::TableStream;
 
