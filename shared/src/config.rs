@@ -196,6 +196,12 @@ pub struct GenerationConfig {
     pub output_url_secs: u64,
     /// Characters a user may keep (`MAX_CHARACTERS_PER_USER`).
     pub max_characters: u32,
+    /// Where Replicate reports the end of a prediction (`REPLICATE_WEBHOOK_URL`, the stage's
+    /// `/v1/webhooks/replicate`): with it the worker hands Replicate renders over and returns at once; without it
+    /// (locally, in tests) the worker waits for them.
+    pub replicate_webhook_url: Option<String>,
+    /// The secret with Replicate's webhook signing key (`REPLICATE_WEBHOOK_SECRET_ARN`; the webhook function).
+    pub replicate_webhook_secret_arn: Option<String>,
 }
 
 impl Default for GenerationConfig {
@@ -212,8 +218,23 @@ impl Default for GenerationConfig {
             upload_url_secs: 900,
             output_url_secs: 600,
             max_characters: 10,
+            replicate_webhook_url: None,
+            replicate_webhook_secret_arn: None,
         }
     }
+}
+
+/// A callback URL: absolute http(s), no query or fragment (the worker adds the job to the query).
+fn webhook_url(url: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid { var: "REPLICATE_WEBHOOK_URL", reason: reason.to_owned() };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
+        return Err(invalid("must be an http(s) URL"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid("must have no query or fragment"));
+    }
+    Ok(url.to_owned())
 }
 
 impl GenerationConfig {
@@ -235,6 +256,11 @@ impl GenerationConfig {
             upload_url_secs: d.upload_url_secs,
             output_url_secs: d.output_url_secs,
             max_characters: number(env, "MAX_CHARACTERS_PER_USER", d.max_characters)?,
+            replicate_webhook_url: match env.var("REPLICATE_WEBHOOK_URL").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(url) => Some(webhook_url(url.trim())?),
+            },
+            replicate_webhook_secret_arn: env.var("REPLICATE_WEBHOOK_SECRET_ARN").filter(|v| !v.trim().is_empty()),
         };
         if config.max_in_flight == 0 {
             return Err(ConfigError::Invalid { var: "MAX_GENERATIONS_IN_FLIGHT", reason: "must be at least 1".into() });

@@ -13,12 +13,14 @@ use crate::adapters::keys::SecretsManagerKeys;
 use crate::adapters::objects::S3Objects;
 use crate::adapters::providers::openai::OpenAiImages;
 use crate::adapters::providers::replicate::ReplicatePredictions;
-use crate::adapters::providers::ProviderCredentials;
+use crate::adapters::providers::{ProviderCredentials, ProviderKeys};
 use crate::adapters::secrets::CachedSecret;
 use crate::adapters::sms::TwilioSms;
+use crate::adapters::webhooks::{parse_signing_key, SigningKey, WebhookVerifier};
 use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, SmsConfig, Tables};
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
+use crate::ports::CallbackReader;
 use crate::ports::Dispatcher;
 use crate::ports::{
     AccountEraser, AccountStore, CatalogueStore, CharacterStore, Clock, ConsumptionReporter, CreditsStore,
@@ -30,6 +32,7 @@ use crate::services::auth::{SendCode, SignIn};
 use crate::services::catalogue::CatalogueService;
 use crate::services::characters::Characters;
 use crate::services::credits::Credits;
+use crate::services::generation::callback::Callbacks;
 use crate::services::generation::{Generations, Providers, RetryPolicy, Worker};
 use crate::tokens::AccessTokens;
 
@@ -301,6 +304,52 @@ impl Deps {
             max_characters: self.generation.max_characters,
             url_secs: self.generation.output_url_secs,
             limits: crate::imaging::PrepareLimits::default(),
+        }
+    }
+
+    /// Replicate's callbacks (the webhook function): read with the Replicate adapter, whose output downloads
+    /// keep to `REPLICATE_OUTPUT_HOSTS`; it never reads the provider secret.
+    pub fn callbacks(&self) -> Callbacks {
+        let reader: Arc<dyn CallbackReader> = match &self.media {
+            Media::Aws { secrets, .. } => {
+                let credentials =
+                    ProviderCredentials::secret(secrets.clone(), self.generation.provider_secret_arn.clone());
+                Arc::new(
+                    ReplicatePredictions::new(self.generation.replicate_api_base.clone(), credentials)
+                        .with_output_hosts(self.generation.replicate_output_hosts.clone()),
+                )
+            }
+            Media::Fixed { .. } => Arc::new(
+                ReplicatePredictions::new(
+                    self.generation.replicate_api_base.clone(),
+                    ProviderCredentials::fixed(ProviderKeys { openai_api_key: None, replicate_api_token: None }),
+                )
+                .with_output_hosts(self.generation.replicate_output_hosts.clone()),
+            ),
+        };
+        Callbacks {
+            store: self.store.clone(),
+            objects: self.objects(),
+            reader,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// The verifier of Replicate's webhook signatures: the key from `REPLICATE_WEBHOOK_SECRET_ARN` (read on
+    /// first use); `local_key` on the local stand-ins; none at all on a deployed stage without the secret.
+    pub fn webhook_verifier(&self, local_key: &str) -> WebhookVerifier {
+        match (&self.media, &self.generation.replicate_webhook_secret_arn) {
+            (Media::Aws { secrets, .. }, Some(arn)) => WebhookVerifier::new(SigningKey::Secret(CachedSecret::new(
+                secrets.clone(),
+                arn.clone(),
+                "replicate webhook key",
+                parse_signing_key,
+            ))),
+            (Media::Aws { .. }, None) => WebhookVerifier::new(SigningKey::Missing),
+            (Media::Fixed { .. }, _) => {
+                WebhookVerifier::new(SigningKey::Fixed(secrecy::SecretString::from(local_key.to_owned())))
+            }
         }
     }
 

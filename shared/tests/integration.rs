@@ -3,6 +3,7 @@
 //! tests/ that is not a module here would never run: infra/scripts/check-test-targets.py fails on one.
 
 mod account_deletion;
+mod callbacks;
 mod characters;
 mod consumption;
 mod contract;

@@ -979,3 +979,81 @@ async fn replicate_puts_a_characters_photos_where_the_template_says() {
         assert_eq!(refusal(&err), Some(RefusalKind::Configuration), "{bad}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Replicate by webhook
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn replicate_submit_creates_the_prediction_with_the_webhook_and_returns_at_once() {
+    let server = MockServer::start().await;
+    let hook =
+        "https://api.example.test/v1/webhooks/replicate?job=01KAFC0S00GP1XF3A7QYFR6F0D.01KARH98PRTEWH0AVNH9DN65R6";
+    Mock::given(method("POST"))
+        .and(path("/v1/models/black-forest-labs/flux-kontext-pro/predictions"))
+        .and(header("authorization", format!("Bearer {REPLICATE_TOKEN}").as_str()))
+        .and(replicate_input("input_image"))
+        .and(move |r: &Request| {
+            r.body_json::<Value>().is_ok_and(|b| b["webhook"] == hook && b["webhook_events_filter"] == json!(["completed"]))
+                // Nothing waits: no `Prefer: wait`.
+                && !r.headers.contains_key("prefer")
+        })
+        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(&server, "p-hook", "starting", json!(null), json!(null))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let adapter = replicate(&server);
+    assert!(adapter.calls_back());
+    let spec = replicate_spec("black-forest-labs/flux-kontext-pro");
+    let request = RenderRequest {
+        spec: &spec,
+        images: &[],
+        image_urls: &[PHOTO_URL.to_owned()],
+        job_id: "01KARH98PRTEWH0AVNH9DN65R6",
+        time_left: Duration::from_secs(200),
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(adapter.submit(request, hook).await.unwrap(), "p-hook");
+    assert!(started.elapsed() < Duration::from_secs(2), "no polling");
+    // No poll, no download: the one create call.
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    // OpenAI does not call back.
+    assert!(!OpenAiImages::new(server.uri(), keys()).calls_back());
+}
+
+#[tokio::test]
+async fn a_replicate_callback_reads_as_its_end() {
+    use facemake::ports::{CallbackEnd, CallbackReader};
+    let server = MockServer::start().await;
+    let adapter = replicate(&server);
+    let body = |status: &str, output: Value, error: Value| {
+        serde_json::to_vec(&prediction(&server, "p1", status, output, error)).unwrap()
+    };
+    let ok = adapter.parse(&body("succeeded", json!(["https://replicate.delivery/x/out.png"]), json!(null))).unwrap();
+    assert_eq!(ok.prediction, "p1");
+    assert_eq!(ok.end, CallbackEnd::Succeeded { output_url: "https://replicate.delivery/x/out.png".into() });
+    let nsfw = adapter.parse(&body("failed", json!(null), json!("NSFW content detected"))).unwrap();
+    assert!(matches!(nsfw.end, CallbackEnd::Failed(ProviderError::Permanent { kind: RefusalKind::ContentPolicy, .. })));
+    let canceled = adapter.parse(&body("canceled", json!(null), json!(null))).unwrap();
+    assert!(matches!(canceled.end, CallbackEnd::Failed(ProviderError::Transient { .. })));
+    let running = adapter.parse(&body("processing", json!(null), json!(null))).unwrap();
+    assert_eq!(running.end, CallbackEnd::Pending);
+    let no_output = adapter.parse(&body("succeeded", json!(null), json!(null))).unwrap();
+    assert!(matches!(
+        no_output.end,
+        CallbackEnd::Failed(ProviderError::Permanent { kind: RefusalKind::Configuration, .. })
+    ));
+    for bad in [&b"not json"[..], b"{}", br#"{"id":"","status":"succeeded"}"#] {
+        assert!(adapter.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+    // The output is fetched from the allowed hosts only.
+    let err = adapter.fetch("http://169.254.169.254/latest/meta-data").await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent { kind: RefusalKind::Configuration, .. }), "{err:?}");
+    let png = rendered(image::ImageFormat::Png);
+    Mock::given(method("GET"))
+        .and(path("/files/p1.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(png.clone()))
+        .mount(&server)
+        .await;
+    assert_eq!(adapter.fetch(&format!("{}/files/p1.png", server.uri())).await.unwrap().bytes, png);
+}

@@ -5,6 +5,7 @@
 //! - `Generation::claimable` ↔ `GenerationStore::claim`
 //! - `Generation::can_fail` ↔ `GenerationStore::fail_and_refund`
 //! - `Generation::held_by` ↔ `GenerationStore::succeed`
+//! - `Generation::awaits` ↔ `GenerationStore::succeed_callback` (and `can_fail` with `FailFrom::Callback`)
 //! - `OtpRecord::refusal` ↔ `OtpStore::reserve_attempt`
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ testkit::store_contract!(
     claim_agrees_with_generation_claimable,
     fail_and_refund_agrees_with_generation_can_fail,
     succeed_agrees_with_generation_held_by,
+    succeed_callback_agrees_with_generation_awaits,
     reserve_attempt_agrees_with_otp_refusal,
 );
 
@@ -44,15 +46,21 @@ enum Setup {
     Released,
     Succeeded,
     Failed,
+    /// Claimed, then handed to a provider that calls back at T0 + 150, as prediction `p1`.
+    Awaiting,
 }
 
-const SETUPS: [Setup; 6] = [
+/// The prediction an awaiting job waits for.
+const PREDICTION: &str = "p1";
+
+const SETUPS: [Setup; 7] = [
     Setup::Queued,
     Setup::Processing { delivery: None },
     Setup::Processing { delivery: Some("d1") },
     Setup::Released,
     Setup::Succeeded,
     Setup::Failed,
+    Setup::Awaiting,
 ];
 
 /// Times around every boundary the rules have: the claim's end and the deadline.
@@ -101,6 +109,7 @@ async fn job(store: &Arc<dyn Store>, user: &UserId, setup: Setup) -> (JobRef, Ge
         claim_until: None,
         claim_delivery: None,
         timings: None,
+        prediction: None,
     };
     let new = NewGeneration {
         idempotency: IdempotencyRecord {
@@ -140,6 +149,10 @@ async fn job(store: &Arc<dyn Store>, user: &UserId, setup: Setup) -> (JobRef, Ge
             let outcome = store.fail_and_refund(&job, FailFrom::Claim(TOKEN.into()), "r", T0 + 120).await.unwrap();
             assert!(matches!(outcome, FailOutcome::Refunded { .. }));
         }
+        Setup::Awaiting => {
+            claim(Some("d1")).await;
+            assert_eq!(store.await_callback(&job, TOKEN, PREDICTION, T0 + 150).await.unwrap(), Written::Yes);
+        }
     }
     let stored = store.generation(user, &job.generation_id).await.unwrap().unwrap();
     (job, stored)
@@ -178,7 +191,12 @@ async fn claim_agrees_with_generation_claimable(store: Arc<dyn Store>) {
 async fn fail_and_refund_agrees_with_generation_can_fail(store: Arc<dyn Store>) {
     let user = user(&store).await;
     let (mut allowed, mut refused) = (0, 0);
-    let mut froms: Vec<FailFrom> = vec![FailFrom::Claim(TOKEN.into()), FailFrom::Claim("someone-else".into())];
+    let mut froms: Vec<FailFrom> = vec![
+        FailFrom::Claim(TOKEN.into()),
+        FailFrom::Claim("someone-else".into()),
+        FailFrom::Callback(PREDICTION.into()),
+        FailFrom::Callback("p2".into()),
+    ];
     froms.extend(TIMES.iter().map(|at| FailFrom::DeadlinePassed(*at)));
     for setup in SETUPS {
         for from in &froms {
@@ -222,6 +240,35 @@ async fn succeed_agrees_with_generation_held_by(store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+async fn succeed_callback_agrees_with_generation_awaits(store: Arc<dyn Store>) {
+    let user = user(&store).await;
+    let mut allowed = 0;
+    for setup in SETUPS {
+        for prediction in [PREDICTION, "p2"] {
+            let (job, before) = job(&store, &user, setup).await;
+            let rule = before.awaits(prediction);
+            let written =
+                store.succeed_callback(&job, prediction, "outputs/z.png", Timings::default(), T0 + 160).await.unwrap();
+            let after = store.generation(&user, &job.generation_id).await.unwrap().unwrap();
+            assert_eq!(written == Written::Yes, rule, "{setup:?}, prediction {prediction}");
+            if rule {
+                assert_eq!(
+                    (after.status, after.output_key.as_deref()),
+                    (GenerationStatus::Succeeded, Some("outputs/z.png"))
+                );
+                allowed += 1;
+            } else {
+                assert_eq!(after, before, "{setup:?}, prediction {prediction}: a refused success changed the record");
+            }
+        }
+        // Handing over needs the claim: only a job held by the token can be handed over, once.
+        let (job, before) = job(&store, &user, setup).await;
+        let written = store.await_callback(&job, TOKEN, "p9", T0 + 170).await.unwrap();
+        assert_eq!(written == Written::Yes, before.held_by(TOKEN), "{setup:?}: hand-over");
+    }
+    assert_eq!(allowed, 1, "only the awaiting job, for its own prediction");
 }
 
 async fn reserve_attempt_agrees_with_otp_refusal(store: Arc<dyn Store>) {

@@ -21,3 +21,4 @@ pub mod objects;
 pub mod providers;
 pub mod secrets;
 pub mod sms;
+pub mod webhooks;

@@ -171,6 +171,8 @@ pub enum FailFrom {
     /// The reconciler: a job whose deadline is at or before this time and that no live claim holds (queued,
     /// or processing under a claim that ran out by then): a worker still inside its claim is left to finish.
     DeadlinePassed(UnixTime),
+    /// The provider's callback for this prediction: a job handed to the provider that awaits exactly it.
+    Callback(String),
 }
 
 /// A generation record.
@@ -224,6 +226,10 @@ pub struct Generation {
     pub claim_delivery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// The provider's id of the render, once handed to a provider that calls back (Replicate's prediction):
+    /// from then on the job waits for that callback and no worker claims it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
 }
 
 impl Generation {
@@ -258,12 +264,13 @@ impl Generation {
 /// shared/tests/rules.rs holds every condition to its rule on the same cases.
 impl Generation {
     /// Whether a worker may take the job at `now`, for the stream record `delivery` (`None`: handed over in
-    /// process). Before its deadline only, and: queued; or processing under a claim that ran out; or
+    /// process). Before its deadline only, never once handed to a provider that calls back, and: queued; or processing under a claim that ran out; or
     /// processing under a claim taken for this same delivery (Lambda redelivers a record only after the
     /// invocation that had it ended, so the claim's holder is gone).
     pub fn claimable(&self, delivery: Option<&str>, now: UnixTime) -> bool {
         let redelivered = delivery.is_some() && self.claim_delivery.as_deref() == delivery;
         self.deadline > now
+            && self.prediction.is_none()
             && (self.status == GenerationStatus::Queued
                 || (self.status == GenerationStatus::Processing
                     && (self.claim_until.is_some_and(|until| until <= now) || redelivered)))
@@ -274,11 +281,18 @@ impl Generation {
         self.status == GenerationStatus::Processing && self.claim.as_deref() == Some(token)
     }
 
+    /// Whether the job waits for the callback of `prediction`: only that callback may succeed or fail it
+    /// (or the reconciler, once the deadline has passed).
+    pub fn awaits(&self, prediction: &str) -> bool {
+        self.status == GenerationStatus::Processing && self.prediction.as_deref() == Some(prediction)
+    }
+
     /// Whether `from` may fail the job (and refund it). The claim's holder may; the reconciler may once the
     /// deadline has passed, unless a worker is still inside its claim. A finished job never.
     pub fn can_fail(&self, from: &FailFrom) -> bool {
         match from {
             FailFrom::Claim(token) => self.held_by(token),
+            FailFrom::Callback(prediction) => self.awaits(prediction),
             FailFrom::DeadlinePassed(at) => {
                 self.deadline <= *at
                     && (self.status == GenerationStatus::Queued

@@ -145,6 +145,27 @@ pub trait GenerationStore: Send + Sync {
         timings: Timings,
         now: UnixTime,
     ) -> Result<Written, PortError>;
+    /// Hands the job the worker holds to a provider that calls back: records the provider's `prediction` and
+    /// gives up the claim, in one conditional write. From then on no worker claims the job; the callback of that
+    /// prediction finishes it ([`GenerationStore::succeed_callback`], or `fail_and_refund` with
+    /// `FailFrom::Callback`), or the reconciler fails it at the deadline. `Conflict` when the claim was lost.
+    async fn await_callback(
+        &self,
+        job: &JobRef,
+        token: &str,
+        prediction: &str,
+        now: UnixTime,
+    ) -> Result<Written, PortError>;
+    /// Marks a job that awaits the callback of `prediction` succeeded (as `succeed` does for a claim);
+    /// `Conflict` when it awaits nothing of the kind (finished, failed by the reconciler, another prediction).
+    async fn succeed_callback(
+        &self,
+        job: &JobRef,
+        prediction: &str,
+        output_key: &str,
+        timings: Timings,
+        now: UnixTime,
+    ) -> Result<Written, PortError>;
     /// Marks the job failed with `reason`, gives the credits back with a refund ledger entry and frees its
     /// in-flight slot, all in one transaction, once.
     async fn fail_and_refund(

@@ -60,4 +60,46 @@ pub trait ImageProvider: Send + Sync {
     /// prepared photo and presigns a URL for it).
     fn needs_image_url(&self) -> bool;
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError>;
+    /// Whether the provider can finish a render by calling back ([`ImageProvider::submit`]).
+    fn calls_back(&self) -> bool {
+        false
+    }
+    /// Starts the render and answers the provider's id of it at once; the provider reports the end to
+    /// `callback_url` (read by a [`CallbackReader`]). Only for a provider that [`ImageProvider::calls_back`].
+    async fn submit(&self, request: RenderRequest<'_>, callback_url: &str) -> Result<String, ProviderError> {
+        let _ = (request, callback_url);
+        Err(ProviderError::Permanent {
+            kind: RefusalKind::Configuration,
+            user_reason: String::new(),
+            detail: "this provider does not call back".to_owned(),
+        })
+    }
+}
+
+/// How a render a provider calls back about ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackEnd {
+    /// Finished: the output is at `output_url` (fetched with [`CallbackReader::fetch`]).
+    Succeeded { output_url: String },
+    /// Ended without an output: a refusal, or a transient end (cancelled, timed out) that the job ends on.
+    Failed(ProviderError),
+    /// Not the end yet (an event before completion): nothing to do.
+    Pending,
+}
+
+/// A provider's callback, as read from its body (after its signature was verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCallback {
+    /// The provider's id of the render (the generation records it when the render is submitted).
+    pub prediction: String,
+    pub end: CallbackEnd,
+}
+
+/// Reads a provider's callbacks and fetches their outputs (adapters/providers/replicate.rs).
+#[async_trait]
+pub trait CallbackReader: Send + Sync {
+    /// The callback in `body`; `Err` (a reason for the logs) when it is not one.
+    fn parse(&self, body: &[u8]) -> Result<ProviderCallback, String>;
+    /// The output a callback names, from the provider's file hosts only.
+    async fn fetch(&self, output_url: &str) -> Result<RenderedImage, ProviderError>;
 }

@@ -319,7 +319,28 @@ impl GenerationStore for DynamoStore {
         timings: Timings,
         now: UnixTime,
     ) -> Result<Written, PortError> {
-        self.succeed_job(job, token, output_key, timings, now).await
+        self.succeed_job(job, &FailFrom::Claim(token.to_owned()), output_key, timings, now).await
+    }
+
+    async fn await_callback(
+        &self,
+        job: &JobRef,
+        token: &str,
+        prediction: &str,
+        now: UnixTime,
+    ) -> Result<Written, PortError> {
+        self.await_job_callback(job, token, prediction, now).await
+    }
+
+    async fn succeed_callback(
+        &self,
+        job: &JobRef,
+        prediction: &str,
+        output_key: &str,
+        timings: Timings,
+        now: UnixTime,
+    ) -> Result<Written, PortError> {
+        self.succeed_job(job, &FailFrom::Callback(prediction.to_owned()), output_key, timings, now).await
     }
 
     async fn fail_and_refund(

@@ -21,6 +21,15 @@ struct PendingKey {
     deadline: UnixTime,
 }
 
+/// The claim token or prediction a success is conditioned on.
+fn finisher(by: &FailFrom) -> Result<&str, PortError> {
+    match by {
+        FailFrom::Claim(token) => Ok(token),
+        FailFrom::Callback(prediction) => Ok(prediction),
+        FailFrom::DeadlinePassed(_) => Err(PortError::internal(WHAT, "the reconciler never succeeds a job")),
+    }
+}
+
 impl DynamoStore {
     /// See `GenerationStore::claim`.
     pub(super) async fn claim_job(
@@ -44,7 +53,8 @@ impl DynamoStore {
                      startedAt = if_not_exists(startedAt, :now) ADD attempts :one",
                 )
                 .condition_expression(
-                    "attribute_exists(pk) AND deadline > :now AND (#status = :queued OR (#status = :processing \
+                    "attribute_exists(pk) AND deadline > :now AND attribute_not_exists(prediction) \
+                     AND (#status = :queued OR (#status = :processing \
                      AND (claimUntil <= :now OR claimDelivery = :delivery)))",
                 )
                 .expression_attribute_values(":delivery", s(delivery)),
@@ -54,7 +64,7 @@ impl DynamoStore {
                      startedAt = if_not_exists(startedAt, :now) REMOVE claimDelivery ADD attempts :one",
                 )
                 .condition_expression(
-                    "attribute_exists(pk) AND deadline > :now \
+                    "attribute_exists(pk) AND deadline > :now AND attribute_not_exists(prediction) \
                      AND (#status = :queued OR (#status = :processing AND claimUntil <= :now))",
                 ),
         };
@@ -107,11 +117,42 @@ impl DynamoStore {
         }
     }
 
-    /// See `GenerationStore::succeed`.
-    pub(super) async fn succeed_job(
+    /// See `GenerationStore::await_callback`.
+    pub(super) async fn await_job_callback(
         &self,
         job: &JobRef,
         token: &str,
+        prediction: &str,
+        now: UnixTime,
+    ) -> Result<Written, PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.generations)
+            .set_key(Some(self.generation_key(job)))
+            .update_expression("SET prediction = :prediction, claimUntil = :now REMOVE claim, claimDelivery")
+            .condition_expression("#status = :processing AND claim = :token") // Generation::held_by
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":prediction", s(prediction))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Ok(Written::Conflict)
+            }
+            Err(e) => Err(sdk_error(WHAT, e)),
+        }
+    }
+
+    /// See `GenerationStore::succeed` (`by` a claim) and `GenerationStore::succeed_callback` (`by` a callback).
+    pub(super) async fn succeed_job(
+        &self,
+        job: &JobRef,
+        by: &FailFrom,
         output_key: &str,
         timings: Timings,
         now: UnixTime,
@@ -127,11 +168,14 @@ impl DynamoStore {
                         "SET #status = :succeeded, outputKey = :output, completedAt = :now, timings = :timings \
                          REMOVE pending, claim, claimUntil",
                     )
-                    .condition_expression("#status = :processing AND claim = :token") // Generation::held_by
+                    .condition_expression(match by {
+                        FailFrom::Callback(_) => "#status = :processing AND prediction = :by", // Generation::awaits
+                        _ => "#status = :processing AND claim = :by",                          // Generation::held_by
+                    })
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":succeeded", s("succeeded"))
                     .expression_attribute_values(":processing", s("processing"))
-                    .expression_attribute_values(":token", s(token))
+                    .expression_attribute_values(":by", s(finisher(by)?))
                     .expression_attribute_values(":output", s(output_key))
                     .expression_attribute_values(":now", n(now))
                     .expression_attribute_values(":timings", timings.clone())
@@ -186,6 +230,9 @@ impl DynamoStore {
                 FailFrom::Claim(token) => update
                     .condition_expression("#status = :processing AND claim = :token")
                     .expression_attribute_values(":token", s(token)),
+                FailFrom::Callback(prediction) => update
+                    .condition_expression("#status = :processing AND prediction = :prediction")
+                    .expression_attribute_values(":prediction", s(prediction)),
                 FailFrom::DeadlinePassed(at) => update
                     .condition_expression(
                         "deadline <= :at AND (#status = :queued OR (#status = :processing AND claimUntil <= :at))",

@@ -142,6 +142,48 @@ impl GenerationStore for MemoryStore {
         Ok(Written::Yes)
     }
 
+    async fn await_callback(
+        &self,
+        job: &JobRef,
+        token: &str,
+        prediction: &str,
+        now: UnixTime,
+    ) -> Result<Written, PortError> {
+        let mut inner = self.lock();
+        let Some(g) = inner.generation_mut(job) else { return Ok(Written::Conflict) };
+        if !g.held_by(token) {
+            return Ok(Written::Conflict);
+        }
+        g.prediction = Some(prediction.to_owned());
+        g.claim = None;
+        g.claim_until = Some(now);
+        g.claim_delivery = None;
+        Ok(Written::Yes)
+    }
+
+    async fn succeed_callback(
+        &self,
+        job: &JobRef,
+        prediction: &str,
+        output_key: &str,
+        timings: Timings,
+        now: UnixTime,
+    ) -> Result<Written, PortError> {
+        let mut inner = self.lock();
+        let Some(g) = inner.generation_mut(job) else { return Ok(Written::Conflict) };
+        if !g.awaits(prediction) {
+            return Ok(Written::Conflict);
+        }
+        g.status = GenerationStatus::Succeeded;
+        g.output_key = Some(output_key.to_owned());
+        g.completed_at = Some(now);
+        g.timings = Some(timings);
+        g.claim = None;
+        g.claim_until = None;
+        inner.release_slot(&job.user_id);
+        Ok(Written::Yes)
+    }
+
     async fn fail_and_refund(
         &self,
         job: &JobRef,

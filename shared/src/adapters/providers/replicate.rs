@@ -18,7 +18,10 @@ use super::{
     classify_status, configuration, http_client, mentions_safety, provider_params, read_capped, refused, rendered_type,
     retry_after, scrub, transient, transport_error, ProviderCredentials,
 };
-use crate::ports::{ImageProvider, ProviderError, RefusalKind, RenderRequest, RenderedImage};
+use crate::ports::{
+    CallbackEnd, CallbackReader, ImageProvider, ProviderCallback, ProviderError, RefusalKind, RenderRequest,
+    RenderedImage,
+};
 
 /// The template parameter naming the model's image input; removed from the input itself.
 pub const IMAGE_INPUT_KEY_PARAM: &str = "imageInputKey";
@@ -228,6 +231,22 @@ impl ReplicatePredictions {
         Ok(self.download_http.get_or_init(|| client))
     }
 
+    /// The create call's URL and body: the model's endpoint, the input (photos, prompt, settings).
+    fn create_body(&self, request: &RenderRequest<'_>) -> Result<(String, serde_json::Value), ProviderError> {
+        if request.image_urls.is_empty() {
+            return Err(configuration("replicate needs the photo's URL and none was given".to_owned()));
+        }
+        let input = build_input(request, request.image_urls)?;
+        Ok(match parse_model(&request.spec.model)? {
+            Model::Official { owner, name } => {
+                (format!("{}/v1/models/{owner}/{name}/predictions", self.api_base), serde_json::json!({"input": input}))
+            }
+            Model::Version(version) => {
+                (format!("{}/v1/predictions", self.api_base), serde_json::json!({"version": version, "input": input}))
+            }
+        })
+    }
+
     /// How long to wait between polls of an unfinished prediction (tests shorten it).
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
@@ -343,21 +362,29 @@ impl ImageProvider for ReplicatePredictions {
         true
     }
 
+    fn calls_back(&self) -> bool {
+        true
+    }
+
+    /// Creates the prediction with Replicate's webhook (only its `completed` event) and answers its id at once:
+    /// nothing waits for the render.
+    async fn submit(&self, request: RenderRequest<'_>, callback_url: &str) -> Result<String, ProviderError> {
+        let token = &self.credentials.replicate_api_token().await?;
+        let (url, mut body) = self.create_body(&request)?;
+        body["webhook"] = callback_url.into();
+        body["webhook_events_filter"] = serde_json::json!(["completed"]);
+        let http = http_client(&self.http)?;
+        let prediction = self.call(http.post(url).json(&body), token).await?;
+        tracing::info!(prediction = %prediction.id, job = request.job_id, "replicate prediction submitted with a webhook");
+        // The id goes into the record and comes back in the callback: it must be one the API would accept.
+        self.api_url(None, &prediction.id, "")?;
+        Ok(prediction.id)
+    }
+
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {
         let started = Instant::now();
         let token = &self.credentials.replicate_api_token().await?;
-        if request.image_urls.is_empty() {
-            return Err(configuration("replicate needs the photo's URL and none was given".to_owned()));
-        }
-        let input = build_input(&request, request.image_urls)?;
-        let (url, body) = match parse_model(&request.spec.model)? {
-            Model::Official { owner, name } => {
-                (format!("{}/v1/models/{owner}/{name}/predictions", self.api_base), serde_json::json!({"input": input}))
-            }
-            Model::Version(version) => {
-                (format!("{}/v1/predictions", self.api_base), serde_json::json!({"version": version, "input": input}))
-            }
-        };
+        let (url, body) = self.create_body(&request)?;
         let http = http_client(&self.http)?;
         // Stop waiting (and cancel) a few seconds before the worker's budget runs out, so the cancel is sent
         // rather than the call being cut off with the prediction still running and billed.
@@ -401,6 +428,42 @@ impl ImageProvider for ReplicatePredictions {
         }
     }
 }
+
+#[async_trait]
+impl CallbackReader for ReplicatePredictions {
+    /// A webhook's body is the prediction as the API returns it.
+    fn parse(&self, body: &[u8]) -> Result<ProviderCallback, String> {
+        let prediction: Prediction = serde_json::from_slice(body).map_err(|e| format!("not a prediction: {e}"))?;
+        if prediction.id.is_empty() {
+            return Err("a prediction without an id".to_owned());
+        }
+        let end = match prediction.status.as_str() {
+            "succeeded" => match output_url(&prediction.output) {
+                Some(url) => CallbackEnd::Succeeded { output_url: url.to_owned() },
+                None => CallbackEnd::Failed(configuration(format!(
+                    "replicate prediction {} has no output URL",
+                    prediction.id
+                ))),
+            },
+            // The webhook function holds no API token: nothing of ours can be in Replicate's error text.
+            "failed" => CallbackEnd::Failed(classify_failure(&prediction, "")),
+            "canceled" => {
+                CallbackEnd::Failed(transient(format!("replicate prediction {} was canceled", prediction.id), None))
+            }
+            _ => CallbackEnd::Pending,
+        };
+        Ok(ProviderCallback { prediction: prediction.id, end })
+    }
+
+    async fn fetch(&self, output_url: &str) -> Result<RenderedImage, ProviderError> {
+        // Inside the webhook function's time: a few tries, then the callback answers 503 and Replicate sends it
+        // again.
+        self.download_with_retries(output_url, "callback", Instant::now(), CALLBACK_DOWNLOAD_BUDGET).await
+    }
+}
+
+/// How long a callback's download may take, retries included (the webhook function's timeout is 30 s).
+const CALLBACK_DOWNLOAD_BUDGET: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {

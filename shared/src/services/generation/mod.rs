@@ -2,6 +2,7 @@
 //! function, [`start`]), processing a job (the worker, [`worker`]) and failing jobs that outlived their deadline
 //! (the reconciler, [`reconcile`]).
 
+pub mod callback;
 mod reconcile;
 pub mod start;
 pub mod worker;

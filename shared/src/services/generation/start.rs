@@ -101,6 +101,7 @@ fn as_started(mut g: Generation) -> Generation {
     g.claim_until = None;
     g.claim_delivery = None;
     g.timings = None;
+    g.prediction = None;
     g
 }
 
@@ -228,6 +229,7 @@ impl Generations {
             claim_until: None,
             claim_delivery: None,
             timings: None,
+            prediction: None,
         };
         let new = NewGeneration {
             generation: generation.clone(),

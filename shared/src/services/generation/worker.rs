@@ -15,6 +15,10 @@ use crate::ports::{
     ProviderError, RefusalKind, RenderRequest, Written,
 };
 
+/// How long a provider may fetch its input by URL: a render handed over to call back may wait in the
+/// provider's queue before it starts and fetches the photo.
+const INPUT_URL_SECS: u64 = 3600;
+
 /// The largest earlier output a restyle reads (what the Replicate adapter downloads at most).
 pub const MAX_RESTYLE_INPUT_BYTES: u64 = 30 * 1024 * 1024;
 
@@ -70,6 +74,25 @@ pub enum JobResult {
     Skipped,
     /// The job was failed by the reconciler while this worker ran; its output was discarded.
     Lost,
+    /// Handed to a provider that calls back: the callback of `prediction` finishes it.
+    Submitted {
+        prediction: String,
+    },
+}
+
+/// How a render ended on the worker's side.
+#[derive(Debug)]
+enum Done {
+    /// The output is stored at this key.
+    Stored(String, Timings),
+    /// The provider took the render and will call back about it.
+    Submitted(String),
+}
+
+/// What a provider call answered.
+enum Rendering {
+    Image(crate::ports::RenderedImage),
+    Submitted(String),
 }
 
 /// The generation worker and the reconciler.
@@ -125,9 +148,11 @@ impl Worker {
         let work_key = object_keys::work(&g.user_id, &g.id);
         let result = self.render(&g, &work_key).await;
         // The prepared photo is only for a provider that fetches it: drop it whatever happened, beside the
-        // job's last write rather than before it (the lifecycle rule is the backstop).
+        // job's last write rather than before it (the lifecycle rule is the backstop). Not when the provider
+        // took the render to call back about: it fetches the photo when it starts, and the callback drops it.
+        let submitted = matches!(result, Ok(Ok(Done::Submitted(_))));
         let cleanup = async {
-            if self.providers.get(g.spec.provider).needs_image_url() {
+            if self.providers.get(g.spec.provider).needs_image_url() && !submitted {
                 if let Err(e) = self.objects.delete(std::slice::from_ref(&work_key)).await {
                     tracing::warn!(error = %e, generation = %g.id, "deleting the prepared photo failed");
                 }
@@ -145,7 +170,7 @@ impl Worker {
         token: &str,
         g: &Generation,
         queued_ms: u64,
-        result: Result<Result<(String, Timings), String>, PortError>,
+        result: Result<Result<Done, String>, PortError>,
     ) -> Result<JobResult, PortError> {
         let token = token.to_owned();
         let result = match result {
@@ -154,7 +179,22 @@ impl Worker {
         };
         match result {
             Err(reason) => self.fail(job, &token, &reason, g.credits_charged).await,
-            Ok((output_key, mut timings)) => {
+            Ok(Done::Submitted(prediction)) => {
+                match self.store.await_callback(job, &token, &prediction, self.clock.now()).await {
+                    Ok(Written::Yes) => {
+                        tracing::info!(generation = %g.id, prediction, "handed to the provider; awaiting its callback");
+                        Ok(JobResult::Submitted { prediction })
+                    }
+                    // Failed and refunded by the reconciler meanwhile: the provider's callback will find the job
+                    // awaiting nothing and change nothing.
+                    Ok(Written::Conflict) => {
+                        tracing::warn!(generation = %g.id, prediction, "claim lost before the hand-off was recorded");
+                        Ok(JobResult::Lost)
+                    }
+                    Err(e) => Err(self.release(job, &token, e).await),
+                }
+            }
+            Ok(Done::Stored(output_key, mut timings)) => {
                 timings.queued_ms = queued_ms;
                 let written = match self.store.succeed(job, &token, &output_key, timings, self.clock.now()).await {
                     Ok(w) => w,
@@ -237,7 +277,7 @@ impl Worker {
                     if self.objects.head(key).await?.is_none() {
                         return Ok(Err(missing()));
                     }
-                    urls.push(self.objects.presign_download(key, 900, now).await?);
+                    urls.push(self.objects.presign_download(key, INPUT_URL_SECS, now).await?);
                 }
                 return Ok(Ok((Vec::new(), urls)));
             }
@@ -275,7 +315,7 @@ impl Worker {
         };
         let urls = if provider.needs_image_url() {
             self.objects.put(work_key, prepared.jpeg.clone(), "image/jpeg").await?;
-            vec![self.objects.presign_download(work_key, 900, now).await?]
+            vec![self.objects.presign_download(work_key, INPUT_URL_SECS, now).await?]
         } else {
             Vec::new()
         };
@@ -283,7 +323,7 @@ impl Worker {
     }
 
     /// The render itself: `Ok(Err(reason))` is a permanent failure to refund, `Err` an infrastructure error.
-    async fn render(&self, g: &Generation, work_key: &str) -> Result<Result<(String, Timings), String>, PortError> {
+    async fn render(&self, g: &Generation, work_key: &str) -> Result<Result<Done, String>, PortError> {
         let mut timings = Timings::default();
         let started = Instant::now();
         let provider = self.providers.get(g.spec.provider);
@@ -299,35 +339,49 @@ impl Worker {
             job_id: &g.id,
             time_left: self.retry.budget,
         };
+        // A provider that calls back is handed the render when the stage has a callback URL for it.
+        let callback = match (&self.config.replicate_webhook_url, provider.calls_back()) {
+            (Some(base), true) => Some(format!("{base}?job={}.{}", g.user_id, g.id)),
+            _ => None,
+        };
         let provider_started = Instant::now();
-        let rendered = self.call_with_retries(provider.as_ref(), request, &g.id).await;
+        let rendered = self.call_with_retries(provider.as_ref(), request, &g.id, callback.as_deref()).await;
         timings.provider_ms = millis(provider_started.elapsed());
         self.metrics.record(Metric::ProviderLatency, timings.provider_ms as f64);
         let rendered = match rendered {
-            Ok(r) => r,
+            Ok(Rendering::Image(r)) => r,
+            Ok(Rendering::Submitted(prediction)) => return Ok(Ok(Done::Submitted(prediction))),
             Err(reason) => return Ok(Err(reason)),
         };
         let store_started = Instant::now();
         let output_key = object_keys::output(&g.user_id, &g.id, extension(&rendered.content_type));
         self.objects.put(&output_key, rendered.bytes, &rendered.content_type).await?;
         timings.store_ms = millis(store_started.elapsed());
-        Ok(Ok((output_key, timings)))
+        Ok(Ok(Done::Stored(output_key, timings)))
     }
 
-    /// Calls the provider, retrying transient errors within the policy; `Err` is the reason shown to the user.
+    /// Calls the provider (a render, or with a `callback` URL a submission), retrying transient errors
+    /// within the policy; `Err` is the reason shown to the user.
     async fn call_with_retries(
         &self,
         provider: &dyn ImageProvider,
         request: RenderRequest<'_>,
         generation: &str,
-    ) -> Result<crate::ports::RenderedImage, String> {
+        callback: Option<&str>,
+    ) -> Result<Rendering, String> {
         let started = Instant::now();
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.max_attempts {
             // Every call ends within the budget, so the whole job ends well inside the worker's timeout.
             let remaining = self.retry.budget.saturating_sub(started.elapsed());
             let request = RenderRequest { time_left: remaining, ..request };
-            let result = match tokio::time::timeout(remaining, provider.render(request)).await {
+            let call = async {
+                match callback {
+                    Some(url) => provider.submit(request, url).await.map(Rendering::Submitted),
+                    None => provider.render(request).await.map(Rendering::Image),
+                }
+            };
+            let result = match tokio::time::timeout(remaining, call).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::warn!(generation, attempt, "provider call ran out of the time budget");

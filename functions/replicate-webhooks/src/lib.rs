@@ -1,0 +1,83 @@
+//! Replicate's signed webhook: `POST /v1/webhooks/replicate?job=<userId>.<generationId>`, the end of a
+//! prediction the worker handed over. No bearer token: the signature is the authentication.
+
+use std::sync::Arc;
+
+use facemake::adapters::webhooks::{Rejection, WebhookVerifier};
+use facemake::domain::UserId;
+use facemake::http::{json, query_param, ApiError, ErrorCode, PathParams, Request, Response, Router};
+use facemake::ports::JobRef;
+use facemake::services::generation::callback::{CallbackError, CallbackResult, Callbacks};
+use facemake::wiring::Deps;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::Body;
+
+/// The signing key the local stand-ins verify with (never a deployed stage's: one without
+/// `REPLICATE_WEBHOOK_SECRET_ARN` refuses every callback).
+pub const LOCAL_SIGNING_KEY: &str = "whsec_ZmFjZW1ha2UtbG9jYWwtcmVwbGljYXRlLXdlYmhvb2sta2V5";
+
+/// The largest body read: a prediction with its input and logs.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct State {
+    pub callbacks: Callbacks,
+    pub verifier: WebhookVerifier,
+}
+
+impl State {
+    pub fn new(deps: &Deps) -> Self {
+        Self { callbacks: deps.callbacks(), verifier: deps.webhook_verifier(LOCAL_SIGNING_KEY) }
+    }
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new().route(Method::POST, "/v1/webhooks/replicate", state, callback)
+}
+
+/// `job` = `<userId>.<generationId>`, as the worker put it into the webhook URL.
+fn job(req: &Request) -> Result<JobRef, ApiError> {
+    let invalid = || ApiError::validation("job", "not a job of this stage");
+    let raw = query_param(req, "job").ok_or_else(invalid)?;
+    let (user, generation) = raw.split_once('.').ok_or_else(invalid)?;
+    let user_id = UserId::parse(user).map_err(|_| invalid())?;
+    let generation_id = ulid::Ulid::from_string(generation).map_err(|_| invalid())?.to_string();
+    Ok(JobRef { user_id, generation_id })
+}
+
+async fn callback(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "The callback is too large."));
+    }
+    // The signature first: nothing of an unsigned call is read, not even its job.
+    match state.verifier.verify(req.headers(), body).await? {
+        Ok(()) => {}
+        Err(Rejection::Unsigned(header)) => {
+            tracing::warn!(header, "replicate callback without a signature");
+            return Err(ApiError::validation("webhook-signature", "a signed webhook is required"));
+        }
+        Err(rejection) => {
+            tracing::warn!(%rejection, "replicate callback refused");
+            return Err(ApiError::new(ErrorCode::Unauthorized, "The webhook signature is not valid."));
+        }
+    }
+    let job = job(&req)?;
+    let result = state.callbacks.handle(&job, body).await.map_err(|e| match e {
+        CallbackError::Malformed(reason) => {
+            tracing::warn!(generation = %job.generation_id, reason, "replicate callback is not a prediction");
+            ApiError::validation("body", "not a prediction")
+        }
+        CallbackError::Fetch(detail) => {
+            tracing::warn!(generation = %job.generation_id, detail, "the output could not be fetched; Replicate will retry");
+            ApiError::new(ErrorCode::UpstreamUnavailable, "The output could not be fetched yet.")
+        }
+        CallbackError::Port(e) => e.into(),
+    })?;
+    match &result {
+        CallbackResult::Ignored(why) => {
+            tracing::info!(generation = %job.generation_id, why, "replicate callback ignored")
+        }
+        other => tracing::info!(generation = %job.generation_id, result = ?other, "replicate callback handled"),
+    }
+    Ok(json(StatusCode::OK, &serde_json::json!({})))
+}

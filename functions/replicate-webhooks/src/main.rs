@@ -1,0 +1,9 @@
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    facemake::wiring::run_http_function(|deps| {
+        Ok(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(deps))))
+    })
+    .await
+}

@@ -1,0 +1,137 @@
+//! The end of a render the worker handed to a provider that calls back (Replicate's webhook): the output is
+//! stored and the job succeeds, or the job fails and is refunded, through the same conditional transitions as
+//! the worker's, conditioned on the job awaiting exactly this prediction. A replay, a callback of another
+//! prediction, or one for a job the reconciler already failed changes nothing.
+
+use std::sync::Arc;
+
+use super::{REASON_BUSY, REASON_UNAVAILABLE};
+use crate::domain::{object_keys, FailFrom, Timings};
+use crate::metrics::{Metric, Metrics};
+use crate::ports::{
+    CallbackEnd, CallbackReader, Clock, FailOutcome, GenerationStore, JobRef, ObjectStore, PortError, ProviderError,
+    RefusalKind, Written,
+};
+
+/// What a callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackResult {
+    Succeeded {
+        output_key: String,
+    },
+    /// Failed and refunded; `reason` is what the user sees.
+    Failed {
+        reason: String,
+    },
+    /// Nothing to do (why, for the logs): an unknown job, a job that awaits no such prediction (finished,
+    /// replayed, failed by the reconciler), or an event before the end.
+    Ignored(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// Not a callback body at all (400).
+    #[error("not a callback: {0}")]
+    Malformed(String),
+    /// The output could not be fetched now (the provider sends the callback again).
+    #[error("the output could not be fetched: {0}")]
+    Fetch(String),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The webhook function's use case.
+pub struct Callbacks {
+    pub store: Arc<dyn GenerationStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub reader: Arc<dyn CallbackReader>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        _ => "png",
+    }
+}
+
+/// What the user reads when the provider's render ended without a result.
+fn user_reason(error: &ProviderError) -> String {
+    match error {
+        ProviderError::Permanent { kind: RefusalKind::Configuration, .. } => REASON_UNAVAILABLE.to_owned(),
+        ProviderError::Permanent { user_reason, .. } => user_reason.clone(),
+        ProviderError::Transient { .. } => REASON_BUSY.to_owned(),
+    }
+}
+
+impl Callbacks {
+    /// Handles the (signature-verified) callback `body` about `job`.
+    pub async fn handle(&self, job: &JobRef, body: &[u8]) -> Result<CallbackResult, CallbackError> {
+        let callback = self.reader.parse(body).map_err(CallbackError::Malformed)?;
+        let Some(g) = self.store.generation(&job.user_id, &job.generation_id).await? else {
+            return Ok(CallbackResult::Ignored("no such job"));
+        };
+        if !g.awaits(&callback.prediction) {
+            return Ok(CallbackResult::Ignored("the job awaits no such prediction (finished, or another one)"));
+        }
+        let prediction = callback.prediction.as_str();
+        let work = object_keys::work(&job.user_id, &job.generation_id);
+        let result = match callback.end {
+            CallbackEnd::Pending => return Ok(CallbackResult::Ignored("not finished yet")),
+            CallbackEnd::Succeeded { output_url } => match self.reader.fetch(&output_url).await {
+                Ok(image) => {
+                    let now = self.clock.now();
+                    let output_key =
+                        object_keys::output(&job.user_id, &job.generation_id, extension(&image.content_type));
+                    self.objects.put(&output_key, image.bytes, &image.content_type).await?;
+                    let provider_ms = u64::try_from(now - g.started_at.unwrap_or(now)).unwrap_or(0) * 1000;
+                    let timings = Timings { provider_ms, ..Timings::default() };
+                    match self.store.succeed_callback(job, prediction, &output_key, timings, now).await? {
+                        Written::Yes => {
+                            self.metrics.count(Metric::GenerationsSucceeded);
+                            tracing::info!(generation = %g.id, prediction, "generation succeeded (callback)");
+                            CallbackResult::Succeeded { output_key }
+                        }
+                        Written::Conflict => {
+                            // Finished meanwhile: by a concurrent delivery of this callback (which stored the same
+                            // key: keep it) or by the reconciler (the user was refunded: the output must go).
+                            let now = self.store.generation(&job.user_id, &job.generation_id).await?;
+                            let theirs = now.is_some_and(|n| n.output_key.as_deref() == Some(output_key.as_str()));
+                            if !theirs {
+                                self.objects.delete(std::slice::from_ref(&output_key)).await?;
+                            }
+                            return Ok(CallbackResult::Ignored("finished meanwhile"));
+                        }
+                    }
+                }
+                // A host outside the allowed ones, an output that is not an image: the render cannot be had.
+                Err(error @ ProviderError::Permanent { .. }) => self.fail(job, prediction, &error).await?,
+                Err(ProviderError::Transient { detail, .. }) => return Err(CallbackError::Fetch(detail)),
+            },
+            CallbackEnd::Failed(error) => self.fail(job, prediction, &error).await?,
+        };
+        if let Err(e) = self.objects.delete(std::slice::from_ref(&work)).await {
+            tracing::warn!(error = %e, generation = %g.id, "deleting the prepared photo failed");
+        }
+        Ok(result)
+    }
+
+    async fn fail(&self, job: &JobRef, prediction: &str, error: &ProviderError) -> Result<CallbackResult, PortError> {
+        let reason = user_reason(error);
+        tracing::info!(generation = %job.generation_id, prediction, error = %error, "provider render ended without a result");
+        let from = FailFrom::Callback(prediction.to_owned());
+        match self.store.fail_and_refund(job, from, &reason, self.clock.now()).await? {
+            FailOutcome::Refunded { .. } => {
+                self.metrics.count(Metric::GenerationsFailed);
+                self.metrics.count(Metric::GenerationsRefunded);
+                if let Some(g) = self.store.generation(&job.user_id, &job.generation_id).await? {
+                    self.metrics.record(Metric::CreditsRefunded, g.credits_charged as f64);
+                }
+                Ok(CallbackResult::Failed { reason })
+            }
+            FailOutcome::NotApplicable => Ok(CallbackResult::Ignored("finished meanwhile")),
+        }
+    }
+}
