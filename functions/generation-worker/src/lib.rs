@@ -48,6 +48,7 @@ pub async fn handle(worker: Arc<Worker>, event: Event) -> Result<DynamoDbEventRe
                     JobResult::Failed { .. } => "failed",
                     JobResult::Skipped => "skipped",
                     JobResult::Lost => "lost",
+                    JobResult::Submitted { .. } => "submitted",
                 };
                 tracing::info!(generation = %job.generation_id, outcome, "job handled");
             }

@@ -12,9 +12,7 @@ use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 
-/// The signing key the local stand-ins verify with (never a deployed stage's: one without
-/// `REPLICATE_WEBHOOK_SECRET_ARN` refuses every callback).
-pub const LOCAL_SIGNING_KEY: &str = "whsec_ZmFjZW1ha2UtbG9jYWwtcmVwbGljYXRlLXdlYmhvb2sta2V5";
+pub use facemake::adapters::webhooks::LOCAL_SIGNING_KEY;
 
 /// The largest body read: a prediction with its input and logs.
 const MAX_BODY_BYTES: usize = 1024 * 1024;

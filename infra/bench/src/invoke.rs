@@ -30,7 +30,10 @@ const PARAMETER: &str = "PARAMETER:";
 /// Local values of variables whose template value only exists in a deployed stack. `PREVIEW_BASE_URL` is the
 /// CloudFront distribution's domain there; here it is where the local API serves the seed catalogue's
 /// previews (`cargo run -p local-api`, port 3000).
-pub const LOCAL_VALUES: &[(&str, &str)] = &[("PREVIEW_BASE_URL", "http://127.0.0.1:3000/_local/catalogue/")];
+/// `REPLICATE_WEBHOOK_URL` is the stage's API there; locally nothing can call back, so it is left empty and the
+/// worker waits for Replicate's renders.
+pub const LOCAL_VALUES: &[(&str, &str)] =
+    &[("PREVIEW_BASE_URL", "http://127.0.0.1:3000/_local/catalogue/"), ("REPLICATE_WEBHOOK_URL", "")];
 
 /// The region, and the credentials the function's AWS clients sign with (the stand-ins check none).
 const REGION: &str = "us-east-1";
@@ -340,7 +343,7 @@ mod tests {
         let template = template();
         for binary in ["send-code", "verify-code", "account", "templates", "credits", "app-store-notifications"]
             .into_iter()
-            .chain(["generate", "characters", "generation-worker", "generation-reconciler"])
+            .chain(["generate", "characters", "replicate-webhooks", "generation-worker", "generation-reconciler"])
         {
             let plan = Plan::read(&template, binary).unwrap();
             let env = plan.environment(&stage()).unwrap();

@@ -58,7 +58,7 @@ pub fn api_request(
 }
 
 /// A stage on loopback stand-ins: its tables (created in DynamoDB Local under a prefix and seeded with the
-/// catalogue), its bucket and its four secrets (in moto).
+/// catalogue), its bucket and its five secrets (in moto).
 pub struct LoopbackStage {
     pub dynamodb_endpoint: String,
     pub moto_endpoint: String,
@@ -68,6 +68,8 @@ pub struct LoopbackStage {
     pub sms_secret_arn: String,
     pub provider_secret_arn: String,
     pub app_store_api_secret_arn: String,
+    /// Replicate's webhook signing key: the local one (`facemake::adapters::webhooks::LOCAL_SIGNING_KEY`).
+    pub replicate_webhook_secret_arn: String,
 }
 
 impl LoopbackStage {
@@ -96,6 +98,9 @@ impl LoopbackStage {
         let api_key = serde_json::json!({"keyId": "", "issuerId": "", "privateKey": ""});
         let app_store_api_secret_arn =
             ensure_secret(&moto, &format!("{prefix}appstoreapi"), &api_key.to_string()).await?;
+        let webhook_key = serde_json::json!({"signingKey": facemake::adapters::webhooks::LOCAL_SIGNING_KEY});
+        let replicate_webhook_secret_arn =
+            ensure_secret(&moto, &format!("{prefix}replicatewebhook"), &webhook_key.to_string()).await?;
         Ok(Self {
             dynamodb_endpoint: dynamodb_endpoint.to_owned(),
             moto_endpoint: moto_endpoint.to_owned(),
@@ -105,6 +110,7 @@ impl LoopbackStage {
             sms_secret_arn,
             provider_secret_arn,
             app_store_api_secret_arn,
+            replicate_webhook_secret_arn,
         })
     }
 
@@ -128,6 +134,7 @@ impl LoopbackStage {
             ("SMS_SECRET_ARN", self.sms_secret_arn.as_str()),
             ("PROVIDER_SECRET_ARN", self.provider_secret_arn.as_str()),
             ("APP_STORE_API_SECRET_ARN", self.app_store_api_secret_arn.as_str()),
+            ("REPLICATE_WEBHOOK_SECRET_ARN", self.replicate_webhook_secret_arn.as_str()),
             ("TWILIO_API_BASE", stub),
             ("OPENAI_API_BASE", stub),
             ("REPLICATE_API_BASE", stub),

@@ -78,6 +78,13 @@ const KEPT: &[(&str, &str, &str, &str)] = &[
         "*",
         "the event source mapping lists streams; the action takes no resource and returns stream ARNs, no records",
     ),
+    (
+        "ReplicateWebhooksFunction",
+        "s3:DeleteObject",
+        "arn:aws:s3:::ImagesBucket/outputs/*",
+        "a callback whose success lost the race to the reconciler deletes the output it stored: a race no journey \
+         step can stage (the job is read as awaiting, then failed before the succeed transaction)",
+    ),
 ];
 
 /// Managed policies no function may carry: AWSLambdaDynamoDBExecutionRole reads every stream of the account.
@@ -175,6 +182,9 @@ impl Stage {
         env.insert("REPLICATE_API_BASE".into(), self.replicate.uri());
         // The Replicate stand-in serves the output files too.
         env.insert("REPLICATE_OUTPUT_HOSTS".into(), self.replicate.uri());
+        // As deployed: Replicate renders are handed over and finished by the webhook (the journey plays
+        // Replicate and posts the signed callbacks through the gateway).
+        env.insert("REPLICATE_WEBHOOK_URL".into(), "https://api.stage.test/v1/webhooks/replicate".into());
         for (k, v) in overrides {
             env.insert((*k).to_owned(), v.clone());
         }
@@ -218,6 +228,9 @@ impl Stage {
             ))),
             "generate" => Handler::Http(generate::router(Arc::new(generate::State::new(&deps)))),
             "characters" => Handler::Http(characters::router(Arc::new(characters::State::new(&deps)))),
+            "replicate-webhooks" => {
+                Handler::Http(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&deps))))
+            }
             "generation-worker" => Handler::Worker(Arc::new(deps.worker())),
             "generation-reconciler" => {
                 deps.clock = self.reconciler_clock.clone();
@@ -343,6 +356,35 @@ impl Stage {
             .await;
         assert_eq!(response.status(), 202, "{}", body_json(&response));
         body_json(&response)["generation"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Replicate's signed callback about `generation` (its prediction `id`), through the gateway.
+    async fn replicate_callback(&self, user: &str, generation: &str, prediction: Value) -> Response<Body> {
+        let body = prediction.to_string();
+        let now = facemake::ports::Clock::now(&facemake::ports::SystemClock);
+        let signature = facemake::adapters::webhooks::sign(
+            facemake::adapters::webhooks::LOCAL_SIGNING_KEY,
+            "msg_1",
+            now,
+            body.as_bytes(),
+        )
+        .unwrap();
+        let now = now.to_string();
+        let headers =
+            [("webhook-id", "msg_1"), ("webhook-timestamp", now.as_str()), ("webhook-signature", signature.as_str())];
+        let path = format!("/v1/webhooks/replicate?job={user}.{generation}");
+        self.http_raw(Method::POST, &path, body, &headers).await
+    }
+
+    /// A request with a raw body (a callback signs the exact bytes).
+    async fn http_raw(&self, method: Method, path: &str, body: String, headers: &[(&str, &str)]) -> Response<Body> {
+        let (deployed, event) = route(&self.functions, &method, path)
+            .unwrap_or_else(|| panic!("no function of template.yaml serves {method} {path}"));
+        let Handler::Http(router) = &deployed.handler else { panic!("{method} {path} routes to a non-HTTP function") };
+        self.cover(&deployed.function.logical_id, &event);
+        let mut request = api_request(method, path, None, None, headers);
+        *request.body_mut() = Body::Text(body);
+        router.handle(request).await
     }
 
     /// Starts a generation of `template` from `upload`; its id.
@@ -564,7 +606,8 @@ async fn journey(stage: &Stage) {
         .await;
     assert_eq!(refused.status(), 400, "{}", body_json(&refused));
 
-    // Replicate fetches its input by the presigned URL the worker signs, while the prediction runs.
+    // Replicate by webhook: the worker submits the prediction and returns; Replicate fetches the input by the
+    // presigned URL the worker signed, renders, and posts its signed callback, which stores the output.
     let png = png();
     Mock::given(method("POST"))
         .and(path_regex("^/v1/models/.+/predictions$"))
@@ -574,15 +617,10 @@ async fn journey(stage: &Stage) {
         })))
         .mount(&stage.replicate)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/p1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "p1", "status": "succeeded", "error": null,
-            "output": [format!("{}/files/p1.png", stage.replicate.uri())],
-            "urls": {"get": format!("{}/v1/predictions/p1", stage.replicate.uri())}
-        })))
-        .mount(&stage.replicate)
-        .await;
+    let succeeded = json!({
+        "id": "p1", "status": "succeeded", "error": null,
+        "output": [format!("{}/files/p1.png", stage.replicate.uri())], "urls": {}
+    });
     Mock::given(method("GET"))
         .and(path("/files/p1.png"))
         .respond_with(ResponseTemplate::new(200).insert_header("content-type", "image/png").set_body_bytes(png))
@@ -606,9 +644,17 @@ async fn journey(stage: &Stage) {
         }
         panic!("the worker created no prediction");
     };
-    let ((), fetched) = tokio::join!(stage.work(worker, &user, &g), fetch_input);
-    assert_eq!(fetched, 200, "Replicate's fetch of the prepared photo");
+    stage.work(worker, &user, &g).await;
+    assert_eq!(stage.generation(&t, &g).await["status"], "processing", "handed over, awaiting the callback");
+    assert_eq!(fetch_input.await, 200, "Replicate's fetch of the prepared photo");
+    let hook = format!("/v1/webhooks/replicate?job={user}.{g}");
+    let unsigned = stage.http(Method::POST, &hook, Some(succeeded.clone()), None).await;
+    assert_eq!(unsigned.status(), 400, "an unsigned callback changes nothing");
+    let answered = stage.replicate_callback(&user, &g, succeeded.clone()).await;
+    assert_eq!(answered.status(), 200, "{}", body_json(&answered));
     assert_eq!(stage.generation(&t, &g).await["status"], "succeeded");
+    // Replicate's retry of the same callback: nothing more.
+    assert_eq!(stage.replicate_callback(&user, &g, succeeded.clone()).await.status(), 200);
 
     // Characters: made from two uploads (read, prepared once, stored under characters/), listed, read with
     // a thumbnail the app fetches (presigned by the characters function), renamed. A generation from it with
@@ -654,13 +700,41 @@ async fn journey(stage: &Stage) {
         }
         panic!("the worker created no second prediction");
     };
-    let ((), fetched) = tokio::join!(stage.work(worker, &user, &replicated), fetch_inputs);
-    assert_eq!(fetched, 200, "Replicate's fetch of the character's photo");
+    stage.work(worker, &user, &replicated).await;
+    assert_eq!(fetch_inputs.await, 200, "Replicate's fetch of the character's photo");
+    // This one fails at Replicate (a safety refusal): the callback refunds it.
+    let failed = json!({"id": "p1", "status": "failed", "error": "NSFW content detected", "output": null, "urls": {}});
+    assert_eq!(stage.replicate_callback(&user, &replicated, failed).await.status(), 200);
+    let refunded = stage.generation(&t, &replicated).await;
+    assert_eq!(
+        (refunded["status"].as_str(), refunded["refunded"].as_bool()),
+        (Some("failed"), Some(true)),
+        "{refunded}"
+    );
     let restyle = stage.start_from(&t, "neon-noir", json!({"parentGenerationId": from_character})).await;
     stage.work(worker, &user, &restyle).await;
     assert_eq!(stage.generation(&t, &restyle).await["status"], "succeeded");
     let me = body_json(&stage.http(Method::GET, "/v1/me", None, Some(&t)).await);
     assert_eq!(me["stats"]["characters"], 1, "{me}");
+
+    // Replicate refuses the submission (its input schema rejects the template's): the job fails and is refunded
+    // at once, and the worker deletes the prepared photo no one will fetch.
+    let refusing_replicate = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/models/.+/predictions$"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(json!({"title": "Invalid input", "detail": "bad input", "status": 422})),
+        )
+        .mount(&refusing_replicate)
+        .await;
+    let worker_422 =
+        stage.deploy(&worker.function.logical_id, &[("REPLICATE_API_BASE", refusing_replicate.uri())]).await;
+    let upload = stage.upload(&t).await;
+    let g = stage.start(&t, "golden-hour", &upload).await;
+    stage.work(&worker_422, &user, &g).await;
+    let failed = stage.generation(&t, &g).await;
+    assert_eq!((failed["status"].as_str(), failed["refunded"].as_bool()), (Some("failed"), Some(true)), "{failed}");
 
     // A provider refusal: failed and refunded.
     let refusing = stage

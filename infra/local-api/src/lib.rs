@@ -163,7 +163,8 @@ impl LocalApi {
             .merge(credits::router(Arc::new(credits::State::new(&deps)?)))
             .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps)?)))
             .merge(generate::router(Arc::new(generate::State::new(&deps))))
-            .merge(characters::router(Arc::new(characters::State::new(&deps))));
+            .merge(characters::router(Arc::new(characters::State::new(&deps))))
+            .merge(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&deps))));
         let clock = deps.clock.clone();
         Ok(Self { router, outbox, app_store: Arc::new(chain), credits, objects, clock })
     }

@@ -55,6 +55,10 @@ fn every_function_declares_exactly_the_routes_it_serves() {
         ),
         ("generate".to_owned(), routes(&generate::router(Arc::new(generate::State::new(&h.deps))))),
         ("characters".to_owned(), routes(&characters::router(Arc::new(characters::State::new(&h.deps))))),
+        (
+            "replicate-webhooks".to_owned(),
+            routes(&replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&h.deps)))),
+        ),
         // Not HTTP: triggered by the generations table's stream and by a schedule.
         ("generation-worker".to_owned(), Routes::new()),
         ("generation-reconciler".to_owned(), Routes::new()),

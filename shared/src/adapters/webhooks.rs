@@ -11,6 +11,10 @@ use serde::Deserialize;
 use super::secrets::CachedSecret;
 use crate::ports::PortError;
 
+/// The signing key the local stand-ins (the local API, the loopback stage of the IAM and benchmark tests)
+/// verify with; never a deployed stage's: one without `REPLICATE_WEBHOOK_SECRET_ARN` refuses every callback.
+pub const LOCAL_SIGNING_KEY: &str = "whsec_ZmFjZW1ha2UtbG9jYWwtcmVwbGljYXRlLXdlYmhvb2sta2V5";
+
 /// Why a callback was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

@@ -44,6 +44,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("app-store-notifications", "app-store-notification.json"),
     ("generate", "start-generation.json"),
     ("characters", "list-characters.json"),
+    ("replicate-webhooks", "replicate-webhook.json"),
     ("generation-worker", "generation-stream-insert.json"),
     ("generation-reconciler", "reconciler-schedule.json"),
 ];
