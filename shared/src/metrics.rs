@@ -45,11 +45,14 @@ pub enum Metric {
     GenerationsTimedOut,
     /// Milliseconds an image provider took.
     ProviderLatency,
+    /// A provider callback was refused: unsigned, badly signed or stale (a probe, or a signing key that no
+    /// longer matches Replicate's).
+    CallbacksRejected,
 }
 
 impl Metric {
     /// Every metric, in declaration order (the dashboard and the README list them all).
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::CodesSent,
         Metric::CodesFailed,
         Metric::SmsBudgetExceeded,
@@ -66,6 +69,7 @@ impl Metric {
         Metric::GenerationsRefunded,
         Metric::GenerationsTimedOut,
         Metric::ProviderLatency,
+        Metric::CallbacksRejected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Metric {
             Metric::GenerationsRefunded => "GenerationsRefunded",
             Metric::GenerationsTimedOut => "GenerationsTimedOut",
             Metric::ProviderLatency => "ProviderLatency",
+            Metric::CallbacksRejected => "CallbacksRejected",
         }
     }
 
@@ -227,7 +232,8 @@ mod tests {
                 | Metric::GenerationsFailed
                 | Metric::GenerationsRefunded
                 | Metric::GenerationsTimedOut
-                | Metric::ProviderLatency => {}
+                | Metric::ProviderLatency
+                | Metric::CallbacksRejected => {}
             }
         }
         assert_eq!(Metric::CreditsRevoked.unit(), "Count");

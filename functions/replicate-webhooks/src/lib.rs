@@ -6,6 +6,7 @@ use std::sync::Arc;
 use facemake::adapters::webhooks::{Rejection, WebhookVerifier};
 use facemake::domain::UserId;
 use facemake::http::{json, query_param, ApiError, ErrorCode, PathParams, Request, Response, Router};
+use facemake::metrics::{Metric, Metrics};
 use facemake::ports::JobRef;
 use facemake::services::generation::callback::{CallbackError, CallbackResult, Callbacks};
 use facemake::wiring::Deps;
@@ -20,11 +21,16 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct State {
     pub callbacks: Callbacks,
     pub verifier: WebhookVerifier,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl State {
     pub fn new(deps: &Deps) -> Self {
-        Self { callbacks: deps.callbacks(), verifier: deps.webhook_verifier(LOCAL_SIGNING_KEY) }
+        Self {
+            callbacks: deps.callbacks(),
+            verifier: deps.webhook_verifier(LOCAL_SIGNING_KEY),
+            metrics: deps.metrics.clone(),
+        }
     }
 }
 
@@ -48,7 +54,11 @@ async fn callback(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "The callback is too large."));
     }
     // The signature first: nothing of an unsigned call is read, not even its job.
-    match state.verifier.verify(req.headers(), body).await? {
+    let verdict = state.verifier.verify(req.headers(), body).await?;
+    if verdict.is_err() {
+        state.metrics.count(Metric::CallbacksRejected);
+    }
+    match verdict {
         Ok(()) => {}
         Err(Rejection::Unsigned(header)) => {
             tracing::warn!(header, "replicate callback without a signature");

@@ -122,6 +122,7 @@ async fn only_a_signed_fresh_callback_finishes_the_job_and_only_once() {
         assert!(body_json(&response)["error"]["code"].is_string(), "case {i}: the envelope");
         assert_eq!(status(&job).await, GenerationStatus::Processing, "case {i}: nothing changed");
     }
+    assert_eq!(h.metrics.total(facemake::metrics::Metric::CallbacksRejected), 5.0, "each refusal counted");
     // Signed but not a prediction, or naming no job of ours: 400.
     let response = router.handle(callback(&job, "[1,2]", Some(LOCAL_SIGNING_KEY), now)).await;
     assert_eq!(response.status(), 400, "{}", body_json(&response));

@@ -494,6 +494,31 @@ async fn every_documented_status_of_every_operation_is_answered() {
     assert_eq!(outcome(&api.call(delete.clone(), &one, None, t).await).0, 204);
     assert_eq!(outcome(&api.call(delete.clone(), &one, None, t).await), (404, Some("NOT_FOUND")));
 
+    // Replicate's webhook (the local API verifies with the local signing key): unsigned, signed by someone
+    // else, too big, and a signed callback about a job that awaits nothing (acknowledged, nothing changed).
+    let hook = format!("/v1/webhooks/replicate?job={}.{}", facemake::domain::UserId::new(), facemake::domain::new_id());
+    let prediction = br#"{"id":"p1","status":"succeeded","output":["https://replicate.delivery/x.png"]}"#.to_vec();
+    assert_eq!(
+        outcome(&api.raw(post.clone(), &hook, json_ct, prediction.clone()).await),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    let now = SystemClock.now();
+    let signed = |key: &str| facemake::adapters::webhooks::sign(key, "msg_1", now, &prediction).unwrap();
+    let (ours, theirs) =
+        (signed(facemake::adapters::webhooks::LOCAL_SIGNING_KEY), signed("whsec_b3RoZXItc2lnbmluZy1rZXk="));
+    let now_text = now.to_string();
+    let headers = |signature: &'static str| {
+        [("webhook-id", "msg_1"), ("webhook-timestamp", now_text.as_str()), ("webhook-signature", signature)]
+    };
+    let theirs: &'static str = Box::leak(theirs.into_boxed_str());
+    let ours: &'static str = Box::leak(ours.into_boxed_str());
+    let forged = api.raw_with(post.clone(), &hook, json_ct, prediction.clone(), None, &headers(theirs)).await;
+    assert_eq!(outcome(&forged), (401, Some("UNAUTHORIZED")));
+    let acknowledged = api.raw_with(post.clone(), &hook, json_ct, prediction.clone(), None, &headers(ours)).await;
+    assert_eq!(outcome(&acknowledged).0, 200);
+    let big = format!(r#"{{"id":"p1","status":"succeeded","logs":"{}"}}"#, "a".repeat(1_100_000)).into_bytes();
+    assert_eq!(outcome(&api.raw(post.clone(), &hook, json_ct, big).await).0, 413);
+
     // Deleting the account; its token is refused afterwards.
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, None).await).0, 401);
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, Some(&thief)).await).0, 204);
