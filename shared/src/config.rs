@@ -224,19 +224,6 @@ impl Default for GenerationConfig {
     }
 }
 
-/// A callback URL: absolute http(s), no query or fragment (the worker adds the job to the query).
-fn webhook_url(url: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid { var: "REPLICATE_WEBHOOK_URL", reason: reason.to_owned() };
-    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
-        return Err(invalid("must be an http(s) URL"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid("must have no query or fragment"));
-    }
-    Ok(url.to_owned())
-}
-
 impl GenerationConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -258,7 +245,10 @@ impl GenerationConfig {
             max_characters: number(env, "MAX_CHARACTERS_PER_USER", d.max_characters)?,
             replicate_webhook_url: match env.var("REPLICATE_WEBHOOK_URL").filter(|v| !v.trim().is_empty()) {
                 None => None,
-                Some(url) => Some(webhook_url(url.trim())?),
+                Some(url) => Some(
+                    crate::adapters::webhooks::callback_url(url.trim())
+                        .map_err(|reason| ConfigError::Invalid { var: "REPLICATE_WEBHOOK_URL", reason })?,
+                ),
             },
             replicate_webhook_secret_arn: env.var("REPLICATE_WEBHOOK_SECRET_ARN").filter(|v| !v.trim().is_empty()),
         };

@@ -327,7 +327,7 @@ mod tests {
             prefix: "p-".into(),
             tables: Tables::prefixed("p-"),
             buckets: BTreeMap::from([("ImagesBucket".to_owned(), "p-imagesbucket".to_owned())]),
-            secrets: ["AppSecret", "SmsSecret", "ProviderSecret", "AppStoreApiSecret"]
+            secrets: ["AppSecret", "SmsSecret", "ProviderSecret", "AppStoreApiSecret", "ReplicateWebhookSecret"]
                 .into_iter()
                 .map(|id| (id.to_owned(), format!("arn:moto:{id}")))
                 .collect(),
@@ -371,6 +371,15 @@ mod tests {
             if binary == "app-store-notifications" {
                 assert_eq!(env["APP_STORE_API_SECRET_ARN"], "arn:moto:AppStoreApiSecret");
                 secrets.insert(1, "AppStoreApiSecret");
+            }
+            // Replicate's webhook key only where callbacks are verified; the worker runs without a webhook URL
+            // locally (it waits for Replicate instead).
+            if binary == "replicate-webhooks" {
+                assert_eq!(env["REPLICATE_WEBHOOK_SECRET_ARN"], "arn:moto:ReplicateWebhookSecret");
+                secrets.insert(2, "ReplicateWebhookSecret");
+            }
+            if binary == "generation-worker" {
+                assert_eq!(env["REPLICATE_WEBHOOK_URL"], "");
             }
             assert_eq!(plan.secrets.keys().collect::<Vec<_>>(), secrets, "{binary}");
             assert_eq!(plan.buckets.iter().collect::<Vec<_>>(), ["ImagesBucket"]);

@@ -86,6 +86,19 @@ impl WebhookVerifier {
     }
 }
 
+/// A callback URL as the worker gives it to a provider: absolute http(s), no query or fragment (the worker adds
+/// the job to the query).
+pub fn callback_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
+        return Err("must be an http(s) URL".to_owned());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must have no query or fragment".to_owned());
+    }
+    Ok(url.to_owned())
+}
+
 /// Signs `body` as the provider would (tests and the local API's stand-in).
 pub fn sign(key: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, PortError> {
     let webhook = standardwebhooks::Webhook::new(key).map_err(|e| PortError::internal("webhook", e.to_string()))?;
@@ -137,6 +150,14 @@ mod tests {
         let early = sign(KEY, "msg_1", future, body).unwrap();
         assert_eq!(verifier.verify(&headers("msg_1", future, &early), body).await.unwrap(), Err(Rejection::Stale));
         assert!(matches!(verifier.verify(&http::HeaderMap::new(), body).await.unwrap(), Err(Rejection::Unsigned(_))));
+    }
+
+    #[test]
+    fn callback_urls_are_absolute_without_a_query() {
+        assert!(callback_url("https://abc.execute-api.us-east-1.amazonaws.com/v1/webhooks/replicate").is_ok());
+        for bad in ["/v1/webhooks/replicate", "ftp://x/y", "https://x/y?job=1", "https://x/y#f", "not a url"] {
+            assert!(callback_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
