@@ -27,6 +27,8 @@ testkit::store_contract!(
     a_callback_of_another_prediction_or_job_changes_nothing,
     a_job_whose_callback_never_came_is_refunded_by_the_reconciler_and_a_late_callback_changes_nothing,
     an_output_that_cannot_be_fetched_yet_leaves_the_job_awaiting,
+    a_callback_before_the_hand_off_is_recorded_is_asked_again,
+    a_hand_off_whose_answer_is_lost_is_read_back_and_not_submitted_again,
 );
 
 const HOOK: &str = "https://api.example.test/v1/webhooks/replicate";
@@ -281,4 +283,144 @@ async fn an_output_that_cannot_be_fetched_yet_leaves_the_job_awaiting(store: Arc
     // Replicate sends it again, and this time the file is there.
     let ok = w.body(&prediction, "succeeded", "out.png");
     assert!(matches!(w.callbacks.handle(&job, &ok).await.unwrap(), CallbackResult::Succeeded { .. }));
+}
+
+/// Replicate may call back before the worker has written the hand-off (the job still held by its claim, no
+/// prediction recorded): that callback must come again rather than be acknowledged and lost.
+async fn a_callback_before_the_hand_off_is_recorded_is_asked_again(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let upload = UploadId::new();
+    w.h.objects.put(&object_keys::upload(&w.user, &upload), testkit::camera_photo(64, 48), "image/jpeg").await.unwrap();
+    let generations = w.h.deps.generations(Arc::new(w.h.deps.catalogue_service()));
+    let template = TemplateId::parse("golden-hour").unwrap();
+    let started = generations
+        .start(&w.user, "a", &template, &GenerationSource::Upload(upload), std::future::ready(Ok(false)))
+        .await
+        .unwrap();
+    let job = JobRef { user_id: w.user.clone(), generation_id: started.generation.id.clone() };
+    // A worker has claimed it and submitted "p1", but not yet recorded the hand-off.
+    let now = facemake::ports::Clock::now(w.h.clock.as_ref());
+    let claimed = w.store.claim(&job, "worker-1", Some("evt-1"), now + 330, now).await.unwrap();
+    assert!(matches!(claimed, facemake::ports::ClaimOutcome::Claimed(_)));
+    let early = w.body("p1", "succeeded", "out.png");
+    assert!(matches!(w.callbacks.handle(&job, &early).await, Err(CallbackError::NotYet)));
+    assert_eq!(w.record(&job).await.status, GenerationStatus::Processing);
+    // The hand-off lands; Replicate's retry finishes the job.
+    assert_eq!(w.store.await_callback(&job, "worker-1", "p1", now).await.unwrap(), facemake::ports::Written::Yes);
+    assert!(matches!(w.callbacks.handle(&job, &early).await.unwrap(), CallbackResult::Succeeded { .. }));
+    // A job of no one's is acknowledged and changes nothing (not asked again forever).
+    let queued = JobRef { user_id: w.user.clone(), generation_id: facemake::domain::new_id() };
+    assert!(matches!(w.callbacks.handle(&queued, &early).await.unwrap(), CallbackResult::Ignored(_)));
+}
+
+/// A generations store whose hand-off write lands and then answers an error (a timeout after the commit).
+struct HandOffAnswerLost(Arc<dyn Store>);
+
+#[async_trait]
+impl facemake::ports::GenerationStore for HandOffAnswerLost {
+    async fn start_generation(
+        &self,
+        new: &facemake::ports::NewGeneration,
+        now: i64,
+    ) -> Result<facemake::ports::StartOutcome, facemake::ports::PortError> {
+        self.0.start_generation(new, now).await
+    }
+    async fn idempotency_record(
+        &self,
+        user: &UserId,
+        key_hash: &str,
+    ) -> Result<Option<facemake::ports::IdempotencyRecord>, facemake::ports::PortError> {
+        self.0.idempotency_record(user, key_hash).await
+    }
+    async fn generation(
+        &self,
+        user: &UserId,
+        id: &str,
+    ) -> Result<Option<facemake::domain::Generation>, facemake::ports::PortError> {
+        self.0.generation(user, id).await
+    }
+    async fn generations_page(
+        &self,
+        user: &UserId,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<facemake::ports::GenerationPage, facemake::ports::PortError> {
+        self.0.generations_page(user, limit, before).await
+    }
+    async fn delete_generation(
+        &self,
+        read: &facemake::domain::Generation,
+    ) -> Result<facemake::ports::DeleteOutcome, facemake::ports::PortError> {
+        self.0.delete_generation(read).await
+    }
+    async fn claim(
+        &self,
+        job: &JobRef,
+        token: &str,
+        delivery: Option<&str>,
+        claim_until: i64,
+        now: i64,
+    ) -> Result<facemake::ports::ClaimOutcome, facemake::ports::PortError> {
+        self.0.claim(job, token, delivery, claim_until, now).await
+    }
+    async fn release(&self, job: &JobRef, token: &str, now: i64) -> Result<(), facemake::ports::PortError> {
+        self.0.release(job, token, now).await
+    }
+    async fn succeed(
+        &self,
+        job: &JobRef,
+        token: &str,
+        output_key: &str,
+        timings: facemake::domain::Timings,
+        now: i64,
+    ) -> Result<facemake::ports::Written, facemake::ports::PortError> {
+        self.0.succeed(job, token, output_key, timings, now).await
+    }
+    async fn await_callback(
+        &self,
+        job: &JobRef,
+        token: &str,
+        prediction: &str,
+        now: i64,
+    ) -> Result<facemake::ports::Written, facemake::ports::PortError> {
+        self.0.await_callback(job, token, prediction, now).await?;
+        Err(facemake::ports::PortError::unavailable("generations", "timed out"))
+    }
+    async fn succeed_callback(
+        &self,
+        job: &JobRef,
+        prediction: &str,
+        output_key: &str,
+        timings: facemake::domain::Timings,
+        now: i64,
+    ) -> Result<facemake::ports::Written, facemake::ports::PortError> {
+        self.0.succeed_callback(job, prediction, output_key, timings, now).await
+    }
+    async fn fail_and_refund(
+        &self,
+        job: &JobRef,
+        from: facemake::domain::FailFrom,
+        reason: &str,
+        now: i64,
+    ) -> Result<facemake::ports::FailOutcome, facemake::ports::PortError> {
+        self.0.fail_and_refund(job, from, reason, now).await
+    }
+    async fn overdue(
+        &self,
+        now: i64,
+        limit: usize,
+        after: Option<&facemake::ports::OverdueCursor>,
+    ) -> Result<facemake::ports::OverduePage, facemake::ports::PortError> {
+        self.0.overdue(now, limit, after).await
+    }
+}
+
+async fn a_hand_off_whose_answer_is_lost_is_read_back_and_not_submitted_again(store: Arc<dyn Store>) {
+    let mut w = world(store.clone()).await;
+    w.worker.store = Arc::new(HandOffAnswerLost(store));
+    let (job, prediction) = w.submitted("a").await;
+    assert_eq!(w.record(&job).await.prediction.as_deref(), Some(prediction.as_str()));
+    // Lambda's redelivery of the record (had the worker reported a failure) would find nothing to submit.
+    assert_eq!(w.worker.process_delivery(&job, Some("evt-a")).await.unwrap(), JobResult::Skipped);
+    assert_eq!(w.provider.submitted.lock().unwrap().len(), 1, "one prediction");
 }

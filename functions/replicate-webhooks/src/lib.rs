@@ -79,6 +79,10 @@ async fn callback(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
             tracing::warn!(generation = %job.generation_id, detail, "the output could not be fetched; Replicate will retry");
             ApiError::new(ErrorCode::UpstreamUnavailable, "The output could not be fetched yet.")
         }
+        CallbackError::NotYet => {
+            tracing::info!(generation = %job.generation_id, "callback before the hand-off was recorded; Replicate will retry");
+            ApiError::new(ErrorCode::UpstreamUnavailable, "The job is not ready for its callback yet.")
+        }
         CallbackError::Port(e) => e.into(),
     })?;
     match &result {

@@ -49,10 +49,12 @@ pub fn parse_signing_key(text: &str) -> Result<SecretString, PortError> {
     struct Raw {
         signing_key: String,
     }
+    // Unavailable (503, the provider retries), not internal: the usual cause is a key not set yet, which an
+    // operator fixes without a deploy.
     let raw: Raw = serde_json::from_str(text)
-        .map_err(|_| PortError::internal("webhook secret", "expected {\"signingKey\": \"whsec_...\"}"))?;
+        .map_err(|_| PortError::unavailable("webhook secret", "expected {\"signingKey\": \"whsec_...\"}"))?;
     if standardwebhooks::Webhook::new(&raw.signing_key).is_err() || raw.signing_key.trim().is_empty() {
-        return Err(PortError::internal("webhook secret", "signingKey is not a whsec_ base64 key"));
+        return Err(PortError::unavailable("webhook secret", "signingKey is not set, or not a whsec_ base64 key"));
     }
     Ok(SecretString::from(raw.signing_key))
 }
@@ -74,7 +76,7 @@ impl WebhookVerifier {
             }
         };
         let webhook = standardwebhooks::Webhook::new(key.expose_secret())
-            .map_err(|_| PortError::internal("webhook secret", "signingKey is not a whsec_ base64 key"))?;
+            .map_err(|_| PortError::unavailable("webhook secret", "signingKey is not a whsec_ base64 key"))?;
         use standardwebhooks::WebhookError as E;
         Ok(match webhook.verify(body, headers) {
             Ok(()) => Ok(()),

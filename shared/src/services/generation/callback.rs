@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{REASON_BUSY, REASON_UNAVAILABLE};
-use crate::domain::{object_keys, FailFrom, Timings};
+use crate::domain::{object_keys, FailFrom, GenerationStatus, Timings};
 use crate::metrics::{Metric, Metrics};
 use crate::ports::{
     CallbackEnd, CallbackReader, Clock, FailOutcome, GenerationStore, JobRef, ObjectStore, PortError, ProviderError,
@@ -36,6 +36,10 @@ pub enum CallbackError {
     /// The output could not be fetched now (the provider sends the callback again).
     #[error("the output could not be fetched: {0}")]
     Fetch(String),
+    /// The job is still held by the worker that submitted it, which has not recorded the hand-off yet (the
+    /// provider called back within milliseconds): answered 503, so the provider sends it again.
+    #[error("the job is being handed over")]
+    NotYet,
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -74,6 +78,11 @@ impl Callbacks {
             return Ok(CallbackResult::Ignored("no such job"));
         };
         if !g.awaits(&callback.prediction) {
+            // A worker holding the job without a recorded prediction is between its submit and the hand-off's
+            // write: this callback may be for the render it just submitted, so it must come again.
+            if g.status == GenerationStatus::Processing && g.prediction.is_none() && g.claim.is_some() {
+                return Err(CallbackError::NotYet);
+            }
             return Ok(CallbackResult::Ignored("the job awaits no such prediction (finished, or another one)"));
         }
         let prediction = callback.prediction.as_str();

@@ -191,7 +191,12 @@ impl Worker {
                         tracing::warn!(generation = %g.id, prediction, "claim lost before the hand-off was recorded");
                         Ok(JobResult::Lost)
                     }
-                    Err(e) => Err(self.release(job, &token, e).await),
+                    // No answer: the write may have landed. Read it back before giving the claim up, because a
+                    // redelivery would submit the render again (a second prediction, billed by the provider).
+                    Err(e) => match self.store.generation(&job.user_id, &job.generation_id).await {
+                        Ok(Some(now)) if now.awaits(&prediction) => Ok(JobResult::Submitted { prediction }),
+                        _ => Err(self.release(job, &token, e).await),
+                    },
                 }
             }
             Ok(Done::Stored(output_key, mut timings)) => {
