@@ -15,6 +15,27 @@ impl Inner {
         self.generations.get_mut(&job.user_id).and_then(|g| g.get_mut(&job.generation_id))
     }
 
+    /// Marks the job succeeded if `allowed` (the claim's holder, or the callback it awaits) says so, freeing its
+    /// in-flight slot: the one success of both `succeed` and `succeed_callback`.
+    fn succeed_if(
+        &mut self,
+        job: &JobRef,
+        allowed: impl Fn(&Generation) -> bool,
+        output_key: &str,
+        timings: Timings,
+        now: UnixTime,
+    ) -> Written {
+        let Some(g) = self.generation_mut(job).filter(|g| allowed(g)) else { return Written::Conflict };
+        g.status = GenerationStatus::Succeeded;
+        g.output_key = Some(output_key.to_owned());
+        g.completed_at = Some(now);
+        g.timings = Some(timings);
+        g.claim = None;
+        g.claim_until = None;
+        self.release_slot(&job.user_id);
+        Written::Yes
+    }
+
     fn release_slot(&mut self, user: &UserId) {
         if let Some(count) = self.in_flight.get_mut(user) {
             *count = count.saturating_sub(1);
@@ -127,19 +148,7 @@ impl GenerationStore for MemoryStore {
         timings: Timings,
         now: UnixTime,
     ) -> Result<Written, PortError> {
-        let mut inner = self.lock();
-        let Some(g) = inner.generation_mut(job) else { return Ok(Written::Conflict) };
-        if !g.held_by(token) {
-            return Ok(Written::Conflict);
-        }
-        g.status = GenerationStatus::Succeeded;
-        g.output_key = Some(output_key.to_owned());
-        g.completed_at = Some(now);
-        g.timings = Some(timings);
-        g.claim = None;
-        g.claim_until = None;
-        inner.release_slot(&job.user_id);
-        Ok(Written::Yes)
+        Ok(self.lock().succeed_if(job, |g| g.held_by(token), output_key, timings, now))
     }
 
     async fn await_callback(
@@ -169,19 +178,7 @@ impl GenerationStore for MemoryStore {
         timings: Timings,
         now: UnixTime,
     ) -> Result<Written, PortError> {
-        let mut inner = self.lock();
-        let Some(g) = inner.generation_mut(job) else { return Ok(Written::Conflict) };
-        if !g.awaits(prediction) {
-            return Ok(Written::Conflict);
-        }
-        g.status = GenerationStatus::Succeeded;
-        g.output_key = Some(output_key.to_owned());
-        g.completed_at = Some(now);
-        g.timings = Some(timings);
-        g.claim = None;
-        g.claim_until = None;
-        inner.release_slot(&job.user_id);
-        Ok(Written::Yes)
+        Ok(self.lock().succeed_if(job, |g| g.awaits(prediction), output_key, timings, now))
     }
 
     async fn fail_and_refund(

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::worker::{discard_unless_recorded, extension};
 use super::{REASON_BUSY, REASON_UNAVAILABLE};
 use crate::domain::{object_keys, FailFrom, GenerationStatus, Timings};
 use crate::metrics::{Metric, Metrics};
@@ -53,14 +54,6 @@ pub struct Callbacks {
     pub metrics: Arc<dyn Metrics>,
 }
 
-fn extension(content_type: &str) -> &'static str {
-    match content_type {
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        _ => "png",
-    }
-}
-
 /// What the user reads when the provider's render ended without a result.
 fn user_reason(error: &ProviderError) -> String {
     match error {
@@ -106,11 +99,8 @@ impl Callbacks {
                         Written::Conflict => {
                             // Finished meanwhile: by a concurrent delivery of this callback (which stored the same
                             // key: keep it) or by the reconciler (the user was refunded: the output must go).
-                            let now = self.store.generation(&job.user_id, &job.generation_id).await?;
-                            let theirs = now.is_some_and(|n| n.output_key.as_deref() == Some(output_key.as_str()));
-                            if !theirs {
-                                self.objects.delete(std::slice::from_ref(&output_key)).await?;
-                            }
+                            let (store, objects) = (self.store.as_ref(), self.objects.as_ref());
+                            discard_unless_recorded(store, objects, job, &output_key).await?;
                             return Ok(CallbackResult::Ignored("finished meanwhile"));
                         }
                     }

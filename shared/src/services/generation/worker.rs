@@ -107,7 +107,8 @@ pub struct Worker {
     pub limits: PrepareLimits,
 }
 
-fn extension(content_type: &str) -> &'static str {
+/// The output's file extension for its content type.
+pub(super) fn extension(content_type: &str) -> &'static str {
     match content_type {
         "image/jpeg" => "jpg",
         "image/webp" => "webp",
@@ -117,6 +118,21 @@ fn extension(content_type: &str) -> &'static str {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Deletes an output whose success write lost (the job was finished meanwhile), unless the record names that
+/// very key (another finisher of the same job stored the same output): worker and callback alike.
+pub(super) async fn discard_unless_recorded(
+    store: &dyn GenerationStore,
+    objects: &dyn ObjectStore,
+    job: &JobRef,
+    output_key: &str,
+) -> Result<(), PortError> {
+    let now = store.generation(&job.user_id, &job.generation_id).await?;
+    if now.is_none_or(|n| n.output_key.as_deref() != Some(output_key)) {
+        objects.delete(&[output_key.to_owned()]).await?;
+    }
+    Ok(())
 }
 
 impl Worker {
@@ -222,11 +238,7 @@ impl Worker {
                         // must not appear. Unless another worker took the claim over and finished with the same
                         // key, it is ours to remove.
                         tracing::warn!(generation = %g.id, "claim lost before completion; output discarded");
-                        let now = self.store.generation(&job.user_id, &job.generation_id).await?;
-                        let theirs = now.is_some_and(|n| n.output_key.as_deref() == Some(output_key.as_str()));
-                        if !theirs {
-                            self.objects.delete(std::slice::from_ref(&output_key)).await?;
-                        }
+                        discard_unless_recorded(self.store.as_ref(), self.objects.as_ref(), job, &output_key).await?;
                         Ok(JobResult::Lost)
                     }
                 }
