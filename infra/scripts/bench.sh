@@ -27,7 +27,7 @@ lambda="$target/lambda"
 lambda_bin=$(infra/scripts/cargo-lambda.sh)
 export PATH="$lambda_bin:$PATH"
 
-functions=(send-code verify-code account templates credits app-store-notifications generate characters replicate-webhooks generation-worker
+functions=(send-code verify-code account templates credits app-store-notifications generate characters replicate-webhooks openai-webhooks generation-worker
   generation-reconciler)
 packages=()
 for f in "${functions[@]}"; do packages+=(-p "$f"); done

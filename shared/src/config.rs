@@ -6,6 +6,12 @@ use std::collections::HashMap;
 use crate::adapters::providers::hosts::DownloadHosts;
 use crate::domain::CountryAllowlist;
 
+mod push;
+mod tables;
+
+pub use push::PushConfig;
+pub use tables::Tables;
+
 #[derive(thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -18,39 +24,6 @@ pub enum ConfigError {
 impl std::fmt::Debug for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
-    }
-}
-
-/// DynamoDB table names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tables {
-    pub users: String,
-    pub credits: String,
-    pub codes: String,
-    pub sessions: String,
-    pub catalogue: String,
-    pub generations: String,
-    pub characters: String,
-}
-
-impl Tables {
-    /// Template.yaml's logical ids of the tables, in field order.
-    pub const LOGICAL_IDS: [&'static str; 7] = [
-        "UsersTable",
-        "CreditsTable",
-        "CodesTable",
-        "SessionsTable",
-        "CatalogueTable",
-        "GenerationsTable",
-        "CharactersTable",
-    ];
-
-    /// `<prefix><LogicalId>`: how tables are named when created from template.yaml outside CloudFormation
-    /// (DynamoDB Local for tests and the local API).
-    pub fn prefixed(prefix: &str) -> Self {
-        let [users, credits, codes, sessions, catalogue, generations, characters] =
-            Self::LOGICAL_IDS.map(|id| format!("{prefix}{id}"));
-        Self { users, credits, codes, sessions, catalogue, generations, characters }
     }
 }
 
@@ -202,6 +175,13 @@ pub struct GenerationConfig {
     pub replicate_webhook_url: Option<String>,
     /// The secret with Replicate's webhook signing key (`REPLICATE_WEBHOOK_SECRET_ARN`; the webhook function).
     pub replicate_webhook_secret_arn: Option<String>,
+    /// `OPENAI_WEBHOOKS`: the stage's OpenAI project calls `/v1/webhooks/openai` when a background response
+    /// ends, so the worker hands OpenAI renders over (Responses API, background) and returns at once.
+    pub openai_webhooks: bool,
+    /// The model that calls the image tool in a background response (`OPENAI_RESPONSES_MODEL`).
+    pub openai_responses_model: String,
+    /// The secret with the OpenAI project's webhook signing key (`OPENAI_WEBHOOK_SECRET_ARN`; its function).
+    pub openai_webhook_secret_arn: Option<String>,
 }
 
 impl Default for GenerationConfig {
@@ -220,6 +200,9 @@ impl Default for GenerationConfig {
             max_characters: 10,
             replicate_webhook_url: None,
             replicate_webhook_secret_arn: None,
+            openai_webhooks: false,
+            openai_responses_model: "gpt-4.1-mini".to_owned(),
+            openai_webhook_secret_arn: None,
         }
     }
 }
@@ -251,6 +234,12 @@ impl GenerationConfig {
                 ),
             },
             replicate_webhook_secret_arn: env.var("REPLICATE_WEBHOOK_SECRET_ARN").filter(|v| !v.trim().is_empty()),
+            openai_webhooks: number(env, "OPENAI_WEBHOOKS", d.openai_webhooks)?,
+            openai_responses_model: env
+                .var("OPENAI_RESPONSES_MODEL")
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or(d.openai_responses_model),
+            openai_webhook_secret_arn: env.var("OPENAI_WEBHOOK_SECRET_ARN").filter(|v| !v.trim().is_empty()),
         };
         if config.max_in_flight == 0 {
             return Err(ConfigError::Invalid { var: "MAX_GENERATIONS_IN_FLIGHT", reason: "must be at least 1".into() });
@@ -277,6 +266,7 @@ pub struct Config {
     pub catalogue: CatalogueConfig,
     pub credits: CreditsConfig,
     pub generation: GenerationConfig,
+    pub push: PushConfig,
 }
 
 /// A source of variables: the process environment, or a map in tests.
@@ -328,6 +318,7 @@ impl Config {
             catalogue: required(env, "CATALOGUE_TABLE")?,
             generations: required(env, "GENERATIONS_TABLE")?,
             characters: required(env, "CHARACTERS_TABLE")?,
+            devices: required(env, "DEVICES_TABLE")?,
         };
         let app_secret_arn = required(env, "APP_SECRET_ARN")?;
         let sms = match env.var("SMS_PROVIDER").as_deref().unwrap_or("twilio") {
@@ -352,7 +343,8 @@ impl Config {
         let credits = CreditsConfig { products: products(env)?, app_store: AppStoreConfig::from_env(env)? };
         let generation = GenerationConfig::from_env(env)?;
         let auth = AuthPolicy::from_env(env)?;
-        Ok(Self { stage, tables, app_secret_arn, sms, auth, catalogue, credits, generation })
+        let push = PushConfig::from_env(env, &credits.app_store.bundle_id)?;
+        Ok(Self { stage, tables, app_secret_arn, sms, auth, catalogue, credits, generation, push })
     }
 }
 
@@ -510,6 +502,7 @@ mod tests {
             ("CATALOGUE_TABLE", "t"),
             ("GENERATIONS_TABLE", "g"),
             ("CHARACTERS_TABLE", "ch"),
+            ("DEVICES_TABLE", "dv"),
             ("IMAGES_BUCKET", "images"),
             ("PROVIDER_SECRET_ARN", "arn:providers"),
             ("APP_SECRET_ARN", "arn:app"),

@@ -46,13 +46,20 @@ pub enum Metric {
     /// Milliseconds an image provider took.
     ProviderLatency,
     /// A provider callback was refused: unsigned, badly signed or stale (a probe, or a signing key that no
-    /// longer matches Replicate's).
+    /// longer matches Replicate's or the OpenAI project's).
     CallbacksRejected,
+    /// A push notification was accepted by APNs.
+    PushesSent,
+    /// A push notification could not be sent (refused other than as unregistered, APNs unreachable, a bad
+    /// key). The generation is unaffected; the user sees the result when the app next looks.
+    PushesFailed,
+    /// A device was dropped because APNs said its token is no longer valid (410).
+    DevicesDropped,
 }
 
 impl Metric {
     /// Every metric, in declaration order (the dashboard and the README list them all).
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 20] = [
         Metric::CodesSent,
         Metric::CodesFailed,
         Metric::SmsBudgetExceeded,
@@ -70,6 +77,9 @@ impl Metric {
         Metric::GenerationsTimedOut,
         Metric::ProviderLatency,
         Metric::CallbacksRejected,
+        Metric::PushesSent,
+        Metric::PushesFailed,
+        Metric::DevicesDropped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +101,9 @@ impl Metric {
             Metric::GenerationsTimedOut => "GenerationsTimedOut",
             Metric::ProviderLatency => "ProviderLatency",
             Metric::CallbacksRejected => "CallbacksRejected",
+            Metric::PushesSent => "PushesSent",
+            Metric::PushesFailed => "PushesFailed",
+            Metric::DevicesDropped => "DevicesDropped",
         }
     }
 
@@ -233,7 +246,10 @@ mod tests {
                 | Metric::GenerationsRefunded
                 | Metric::GenerationsTimedOut
                 | Metric::ProviderLatency
-                | Metric::CallbacksRejected => {}
+                | Metric::CallbacksRejected
+                | Metric::PushesSent
+                | Metric::PushesFailed
+                | Metric::DevicesDropped => {}
             }
         }
         assert_eq!(Metric::CreditsRevoked.unit(), "Count");

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::adapters::apns::{parse_apns_key, Apns, ApnsKeySource, NoPushes};
 use crate::adapters::appstore::AppStoreVerifier;
 use crate::adapters::appstore_api::{
     parse_api_key, AppStoreApi, KeySource, NotConfigured as NotConfiguredReporter, ReqwestTransport,
@@ -17,15 +18,16 @@ use crate::adapters::providers::{ProviderCredentials, ProviderKeys};
 use crate::adapters::secrets::CachedSecret;
 use crate::adapters::sms::TwilioSms;
 use crate::adapters::webhooks::{parse_signing_key, SigningKey, WebhookVerifier};
-use crate::config::{AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, SmsConfig, Tables};
+use crate::config::{
+    AuthPolicy, CatalogueConfig, Config, CreditsConfig, GenerationConfig, PushConfig, SmsConfig, Tables,
+};
 use crate::http::AuthGuard;
 use crate::metrics::{Emf, Metrics};
-use crate::ports::CallbackReader;
 use crate::ports::Dispatcher;
 use crate::ports::{
-    AccountEraser, AccountStore, CatalogueStore, CharacterStore, Clock, ConsumptionReporter, CreditsStore,
-    FavoritesStore, GenerationStore, KeyProvider, LedgerReader, ObjectStore, OtpStore, RateLimiter, SessionStore,
-    SmsSender, SystemClock,
+    AccountEraser, AccountStore, CatalogueStore, CharacterStore, Clock, ConsumptionReporter, CreditsStore, DeviceStore,
+    FavoritesStore, GenerationStore, KeyProvider, LedgerReader, ObjectStore, OtpStore, PushSender, RateLimiter,
+    SessionStore, SmsSender, SystemClock,
 };
 use crate::services::account::Account;
 use crate::services::auth::{SendCode, SignIn};
@@ -34,6 +36,7 @@ use crate::services::characters::Characters;
 use crate::services::credits::Credits;
 use crate::services::generation::callback::Callbacks;
 use crate::services::generation::{Generations, Providers, RetryPolicy, Worker};
+use crate::services::notifications::Notifications;
 use crate::tokens::AccessTokens;
 
 /// Every store port in one object (the DynamoDB and in-memory stores both implement all of them).
@@ -48,6 +51,7 @@ pub trait Store:
     + FavoritesStore
     + GenerationStore
     + CharacterStore
+    + DeviceStore
     + AccountEraser
 {
 }
@@ -62,6 +66,7 @@ impl<T> Store for T where
         + FavoritesStore
         + GenerationStore
         + CharacterStore
+        + DeviceStore
         + AccountEraser
 {
 }
@@ -77,17 +82,26 @@ pub struct Deps {
     pub catalogue: CatalogueConfig,
     pub credits: CreditsConfig,
     pub generation: GenerationConfig,
+    pub push: PushConfig,
     pub metrics: Arc<dyn Metrics>,
     /// Where the images bucket and the AI providers come from.
     pub media: Media,
 }
 
-/// The images bucket, the AI providers and the worker hand-off. Deployed, they are built on demand from the
+/// The images bucket, the AI providers, the worker hand-off and the push service. Deployed, they are built on demand from the
 /// SDK configuration, so functions that never touch images neither build nor link them.
 #[derive(Clone)]
 pub enum Media {
-    Aws { sdk: Box<aws_config::SdkConfig>, secrets: aws_sdk_secretsmanager::Client },
-    Fixed { objects: Arc<dyn ObjectStore>, providers: Providers, dispatcher: Arc<dyn Dispatcher> },
+    Aws {
+        sdk: Box<aws_config::SdkConfig>,
+        secrets: aws_sdk_secretsmanager::Client,
+    },
+    Fixed {
+        objects: Arc<dyn ObjectStore>,
+        providers: Providers,
+        dispatcher: Arc<dyn Dispatcher>,
+        pushes: Arc<dyn PushSender>,
+    },
 }
 
 /// The AWS SDK configuration from the environment (in Lambda: the function role's credentials and region;
@@ -147,6 +161,7 @@ impl Deps {
             catalogue: config.catalogue.clone(),
             credits: config.credits.clone(),
             generation: config.generation.clone(),
+            push: config.push.clone(),
             metrics: Arc::new(Emf::for_stage(&config.stage)),
             media: Media::Aws { sdk: Box::new(sdk.clone()), secrets },
         }
@@ -262,7 +277,10 @@ impl Deps {
                     Arc::new(ProviderCredentials::secret(secrets.clone(), self.generation.provider_secret_arn.clone()));
                 let replicate_base = self.generation.replicate_api_base.clone();
                 Providers {
-                    openai: Arc::new(OpenAiImages::new(self.generation.openai_api_base.clone(), credentials.clone())),
+                    openai: Arc::new(
+                        OpenAiImages::new(self.generation.openai_api_base.clone(), credentials.clone())
+                            .with_responses_model(self.generation.openai_responses_model.clone()),
+                    ),
                     replicate: Arc::new(
                         ReplicatePredictions::new(replicate_base, credentials)
                             .with_output_hosts(self.generation.replicate_output_hosts.clone()),
@@ -307,30 +325,29 @@ impl Deps {
         }
     }
 
-    /// Replicate's callbacks (the webhook function): read with the Replicate adapter, whose output downloads
-    /// keep to `REPLICATE_OUTPUT_HOSTS`; it never reads the provider secret.
+    /// The providers' callbacks (the webhook functions): Replicate's read with its adapter, whose output
+    /// downloads keep to `REPLICATE_OUTPUT_HOSTS` (it never reads the provider secret); OpenAI's responses read
+    /// back with the OpenAI key (only the OpenAI webhook function's role may read it).
     pub fn callbacks(&self) -> Callbacks {
-        let reader: Arc<dyn CallbackReader> = match &self.media {
+        let credentials = match &self.media {
             Media::Aws { secrets, .. } => {
-                let credentials =
-                    ProviderCredentials::secret(secrets.clone(), self.generation.provider_secret_arn.clone());
-                Arc::new(
-                    ReplicatePredictions::new(self.generation.replicate_api_base.clone(), credentials)
-                        .with_output_hosts(self.generation.replicate_output_hosts.clone()),
-                )
+                ProviderCredentials::secret(secrets.clone(), self.generation.provider_secret_arn.clone())
             }
-            Media::Fixed { .. } => Arc::new(
-                ReplicatePredictions::new(
-                    self.generation.replicate_api_base.clone(),
-                    ProviderCredentials::fixed(ProviderKeys { openai_api_key: None, replicate_api_token: None }),
-                )
-                .with_output_hosts(self.generation.replicate_output_hosts.clone()),
-            ),
+            Media::Fixed { .. } => {
+                ProviderCredentials::fixed(ProviderKeys { openai_api_key: None, replicate_api_token: None })
+            }
         };
+        let credentials = Arc::new(credentials);
+        let reader = ReplicatePredictions::new(self.generation.replicate_api_base.clone(), credentials.clone())
+            .with_output_hosts(self.generation.replicate_output_hosts.clone());
+        let responses = OpenAiImages::new(self.generation.openai_api_base.clone(), credentials)
+            .with_responses_model(self.generation.openai_responses_model.clone());
         Callbacks {
+            notifications: self.notifications(),
             store: self.store.clone(),
             objects: self.objects(),
-            reader,
+            reader: Arc::new(reader),
+            responses: Arc::new(responses),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
         }
@@ -339,11 +356,20 @@ impl Deps {
     /// The verifier of Replicate's webhook signatures: the key from `REPLICATE_WEBHOOK_SECRET_ARN` (read on
     /// first use); `local_key` on the local stand-ins; none at all on a deployed stage without the secret.
     pub fn webhook_verifier(&self, local_key: &str) -> WebhookVerifier {
-        match (&self.media, &self.generation.replicate_webhook_secret_arn) {
+        self.verifier(self.generation.replicate_webhook_secret_arn.as_deref(), "replicate webhook key", local_key)
+    }
+
+    /// The verifier of OpenAI's webhook signatures (`OPENAI_WEBHOOK_SECRET_ARN`), as [`Deps::webhook_verifier`].
+    pub fn openai_webhook_verifier(&self, local_key: &str) -> WebhookVerifier {
+        self.verifier(self.generation.openai_webhook_secret_arn.as_deref(), "openai webhook key", local_key)
+    }
+
+    fn verifier(&self, arn: Option<&str>, what: &'static str, local_key: &str) -> WebhookVerifier {
+        match (&self.media, arn) {
             (Media::Aws { secrets, .. }, Some(arn)) => WebhookVerifier::new(SigningKey::Secret(CachedSecret::new(
                 secrets.clone(),
-                arn.clone(),
-                "replicate webhook key",
+                arn,
+                what,
                 parse_signing_key,
             ))),
             (Media::Aws { .. }, None) => WebhookVerifier::new(SigningKey::Missing),
@@ -353,9 +379,35 @@ impl Deps {
         }
     }
 
+    /// Devices and the pushes to them: through APNs with the key from `APNS_KEY_SECRET_ARN` (read on first
+    /// push), none on a stage without it, the local outbox on the local stand-ins.
+    pub fn notifications(&self) -> Arc<Notifications> {
+        let sender: Arc<dyn PushSender> = match (&self.media, &self.push.apns_key_secret_arn) {
+            (Media::Aws { secrets, .. }, Some(arn)) => {
+                let key = CachedSecret::new(secrets.clone(), arn.clone(), "apns key", parse_apns_key);
+                Arc::new(Apns::new(
+                    ApnsKeySource::Secret(key),
+                    &self.push.topic,
+                    &self.push.production_url,
+                    &self.push.sandbox_url,
+                    self.clock.clone(),
+                ))
+            }
+            (Media::Aws { .. }, None) => Arc::new(NoPushes),
+            (Media::Fixed { pushes, .. }, _) => pushes.clone(),
+        };
+        Arc::new(Notifications {
+            devices: self.store.clone(),
+            sender,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
     /// The generation worker and reconciler.
     pub fn worker(&self) -> Worker {
         Worker {
+            notifications: self.notifications(),
             store: self.store.clone(),
             objects: self.objects(),
             providers: self.providers(),

@@ -116,13 +116,9 @@ async fn world(store: Arc<dyn Store>) -> World {
     )
     .with_poll_interval(std::time::Duration::from_millis(5))
     .with_output_hosts(DownloadHosts::parse(&server.uri()).unwrap());
-    let callbacks = Callbacks {
-        store: store.clone(),
-        objects: h.deps.objects(),
-        reader: Arc::new(reader),
-        clock: h.clock.clone(),
-        metrics: h.deps.metrics.clone(),
-    };
+    let mut callbacks = h.deps.callbacks();
+    callbacks.store = store.clone();
+    callbacks.reader = Arc::new(reader);
     World { h, store, user, worker, provider, callbacks, server }
 }
 

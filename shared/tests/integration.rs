@@ -3,15 +3,18 @@
 //! tests/ that is not a module here would never run: infra/scripts/check-test-targets.py fails on one.
 
 mod account_deletion;
+mod apns;
 mod callbacks;
 mod characters;
 mod consumption;
 mod contract;
 mod credits_store;
+mod devices;
 mod generations;
 mod logs;
 mod metrics;
 mod number_marks;
+mod openai_callbacks;
 mod providers;
 mod purchases;
 mod rules;

@@ -337,8 +337,12 @@ async fn a_generation_journey_logs_no_keys_tokens_or_url_signatures() {
 
         let mut h = Harness::in_memory();
         seed(&h).await;
-        h.deps.media =
-            Media::Fixed { objects: Arc::new(moto_bucket().await), providers, dispatcher: Arc::new(TableStream) };
+        h.deps.media = Media::Fixed {
+            objects: Arc::new(moto_bucket().await),
+            providers,
+            dispatcher: Arc::new(TableStream),
+            pushes: Arc::new(facemake::adapters::memory::MemoryPushes::new()),
+        };
         // Metrics as deployed: Embedded Metric Format lines on stdout, captured with the logs.
         h.deps.metrics = Arc::new(facemake::metrics::Emf::for_stage("logs"));
         let session = h.signed_in("+14155550196").await;

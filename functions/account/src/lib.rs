@@ -1,13 +1,16 @@
-//! The signed-in user's account: `GET /v1/me`, `PATCH /v1/me`, `DELETE /v1/me`.
+//! The signed-in user's account: `GET /v1/me`, `PATCH /v1/me`, `DELETE /v1/me`, and the devices that get its
+//! push notifications: `PUT`/`DELETE /v1/me/devices/{token}`.
 
 use std::sync::Arc;
 
-use facemake::domain::DisplayName;
+use facemake::domain::{DeviceToken, DisplayName, PushEnvironment};
 use facemake::http::views::UserView;
 use facemake::http::{
     json, json_body, no_content, ApiError, AuthGuard, ErrorCode, PathParams, Request, Response, Router,
 };
+use facemake::ports::Written;
 use facemake::services::account::Account;
+use facemake::services::notifications::Notifications;
 use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
@@ -15,12 +18,13 @@ use serde::Deserialize;
 
 pub struct State {
     pub account: Account,
+    pub notifications: Arc<Notifications>,
     pub guard: AuthGuard,
 }
 
 impl State {
     pub fn new(deps: &Deps) -> Self {
-        Self { account: deps.account(), guard: deps.auth_guard() }
+        Self { account: deps.account(), notifications: deps.notifications(), guard: deps.auth_guard() }
     }
 }
 
@@ -28,7 +32,9 @@ pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route(Method::GET, "/v1/me", state.clone(), get_me)
         .route(Method::PATCH, "/v1/me", state.clone(), patch_me)
-        .route(Method::DELETE, "/v1/me", state, delete_me)
+        .route(Method::DELETE, "/v1/me", state.clone(), delete_me)
+        .route(Method::PUT, "/v1/me/devices/{token}", state.clone(), put_device)
+        .route(Method::DELETE, "/v1/me/devices/{token}", state, delete_device)
 }
 
 /// A valid token for a user that no longer exists (deleted account): the session is over.
@@ -91,5 +97,40 @@ async fn patch_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
 async fn delete_me(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {
     let user = state.guard.token_user(&req).await?;
     state.account.delete(&user).await?;
+    Ok(no_content())
+}
+
+fn device_token(params: &PathParams) -> Result<DeviceToken, ApiError> {
+    let token = params.get("token").map(String::as_str).unwrap_or_default();
+    DeviceToken::parse(token).map_err(|e| ApiError::validation("token", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutDevice {
+    environment: String,
+}
+
+/// Registers the device for the caller's push notifications (again at every launch: idempotent). A token
+/// belongs to the last user who registered it.
+async fn put_device(state: Arc<State>, req: Request, params: PathParams) -> Result<Response<Body>, ApiError> {
+    let user = state.guard.user(&req).await?;
+    let token = device_token(&params)?;
+    let body: PutDevice = json_body(&req)?;
+    let environment =
+        PushEnvironment::parse(&body.environment).map_err(|e| ApiError::validation("environment", e.to_string()))?;
+    match state.notifications.register(&user, &token, environment).await? {
+        Written::Yes => Ok(no_content()),
+        // The account was deleted after the guard's check.
+        Written::Conflict => Err(gone()),
+    }
+}
+
+/// Stops the caller's pushes to the device (sign-out, notifications turned off). 204 whether or not it was
+/// registered, and a token another user holds is left to them.
+async fn delete_device(state: Arc<State>, req: Request, params: PathParams) -> Result<Response<Body>, ApiError> {
+    let user = state.guard.user(&req).await?;
+    let token = device_token(&params)?;
+    state.notifications.unregister(&user, &token).await?;
     Ok(no_content())
 }

@@ -167,3 +167,91 @@ async fn a_deletion_under_way_answers_no_read_with_the_old_token() {
     let other = h.signed_in("+14155550125").await;
     assert_eq!(router(&h).handle(with_bearer(event("get-me.json"), &other.access_token)).await.status(), 200);
 }
+
+const DEVICE: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[tokio::test]
+async fn devices_register_idempotently_move_between_users_and_unregister() {
+    use facemake::ports::Clock;
+    let h = Harness::in_memory();
+    let (ada, bob) = (h.signed_in("+14155550123").await, h.signed_in("+14155550124").await);
+    let devices = |user: &facemake::domain::UserId| {
+        let (store, user, now) = (h.deps.store.clone(), user.clone(), h.clock.now());
+        async move { store.devices(&user, 10, now).await.unwrap() }
+    };
+    for _ in 0..2 {
+        let put = router(&h).handle(with_bearer(event("put-device.json"), &ada.access_token)).await;
+        assert_eq!(put.status(), 204);
+    }
+    let mine = devices(&ada.user.id).await;
+    assert_eq!(mine.len(), 1, "registered twice, one device");
+    assert_eq!((mine[0].token.as_str(), mine[0].environment.as_str()), (DEVICE, "production"));
+    // Bob signs in on the same phone: the token is his now, and Ada's unregistering leaves it alone.
+    let put = router(&h).handle(with_bearer(event("put-device.json"), &bob.access_token)).await;
+    assert_eq!(put.status(), 204);
+    let delete = router(&h).handle(with_bearer(event("delete-device.json"), &ada.access_token)).await;
+    assert_eq!(delete.status(), 204);
+    assert!(devices(&ada.user.id).await.is_empty());
+    assert_eq!(devices(&bob.user.id).await.len(), 1);
+    let delete = router(&h).handle(with_bearer(event("delete-device.json"), &bob.access_token)).await;
+    assert_eq!(delete.status(), 204);
+    assert!(devices(&bob.user.id).await.is_empty());
+    // Unregistering what is not registered is the same 204.
+    let again = router(&h).handle(with_bearer(event("delete-device.json"), &bob.access_token)).await;
+    assert_eq!(again.status(), 204);
+}
+
+#[tokio::test]
+async fn bad_device_registrations_are_400_in_the_envelope_and_write_nothing() {
+    use facemake::ports::Clock;
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+    let fixture =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/put-device.json")).unwrap();
+    let request = |path_token: &str, body: Option<&str>| {
+        // The fixture for another token (API Gateway routes `{token}` whatever it is).
+        let text = fixture.replace(DEVICE, path_token);
+        let mut req = with_bearer(lambda_http::request::from_str(&text).unwrap(), &session.access_token);
+        if let Some(body) = body {
+            *req.body_mut() = Body::Text(body.to_owned());
+        }
+        req
+    };
+    let cases = [
+        ("not-hex", None, "token"),
+        (&"ab".repeat(8)[..], None, "token"),
+        (&"a".repeat(63)[..], None, "token"),
+        (DEVICE, Some(r#"{"environment":"development"}"#), "environment"),
+        (DEVICE, Some(r#"{"environment":"Production"}"#), "environment"),
+    ];
+    for (token, body, field) in cases {
+        let response = router(&h).handle(request(token, body)).await;
+        let json = body_json(&response);
+        assert_eq!(response.status(), 400, "{token} {body:?}: {json}");
+        assert_eq!(json["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(json["error"]["details"][0]["field"], field, "{json}");
+    }
+    for body in [r#"{}"#, r#"{"environment":"sandbox","userId":"x"}"#, "not json", r#"{"environment":1}"#] {
+        let response = router(&h).handle(request(DEVICE, Some(body))).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert!(body_json(&response)["error"]["code"].is_string());
+    }
+    assert!(h.deps.store.devices(&session.user.id, 10, h.clock.now()).await.unwrap().is_empty());
+    // Without a token: 401.
+    let anonymous = router(&h).handle(event("put-device.json")).await;
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_devices_go_with_it() {
+    use facemake::ports::Clock;
+    let h = Harness::in_memory();
+    let session = h.signed_in("+14155550123").await;
+    let put = router(&h).handle(with_bearer(event("put-device.json"), &session.access_token)).await;
+    assert_eq!(put.status(), 204);
+    let deleted = router(&h).handle(with_bearer(event("delete-me.json"), &session.access_token)).await;
+    assert_eq!(deleted.status(), 204);
+    assert!(h.deps.store.devices(&session.user.id, 10, h.clock.now()).await.unwrap().is_empty());
+    let after = router(&h).handle(with_bearer(event("put-device.json"), &session.access_token)).await;
+    assert_eq!(after.status(), 401, "a deleted account registers nothing");
+}

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use facemake::adapters::webhooks::{Rejection, WebhookVerifier};
-use facemake::domain::UserId;
 use facemake::http::{json, query_param, ApiError, ErrorCode, PathParams, Request, Response, Router};
 use facemake::metrics::{Metric, Metrics};
 use facemake::ports::JobRef;
@@ -40,12 +39,9 @@ pub fn router(state: Arc<State>) -> Router {
 
 /// `job` = `<userId>.<generationId>`, as the worker put it into the webhook URL.
 fn job(req: &Request) -> Result<JobRef, ApiError> {
-    let invalid = || ApiError::validation("job", "not a job of this stage");
-    let raw = query_param(req, "job").ok_or_else(invalid)?;
-    let (user, generation) = raw.split_once('.').ok_or_else(invalid)?;
-    let user_id = UserId::parse(user).map_err(|_| invalid())?;
-    let generation_id = ulid::Ulid::from_string(generation).map_err(|_| invalid())?.to_string();
-    Ok(JobRef { user_id, generation_id })
+    query_param(req, "job")
+        .and_then(|raw| JobRef::from_reference(&raw))
+        .ok_or_else(|| ApiError::validation("job", "not a job of this stage"))
 }
 
 async fn callback(state: Arc<State>, req: Request, _: PathParams) -> Result<Response<Body>, ApiError> {

@@ -104,6 +104,7 @@ impl TableArgs {
             // Not used by any admin command.
             codes: String::new(),
             sessions: String::new(),
+            devices: String::new(),
             catalogue: need(&self.catalogue_table, "--catalogue-table")?,
             generations: self.generations_table.clone().unwrap_or_default(),
             characters: self.characters_table.clone().unwrap_or_default(),

@@ -329,6 +329,7 @@ mod tests {
             buckets: BTreeMap::from([("ImagesBucket".to_owned(), "p-imagesbucket".to_owned())]),
             secrets: ["AppSecret", "SmsSecret", "ProviderSecret", "AppStoreApiSecret", "ReplicateWebhookSecret"]
                 .into_iter()
+                .chain(["ApnsKeySecret", "OpenAiWebhookSecret"])
                 .map(|id| (id.to_owned(), format!("arn:moto:{id}")))
                 .collect(),
         }
@@ -343,7 +344,8 @@ mod tests {
         let template = template();
         for binary in ["send-code", "verify-code", "account", "templates", "credits", "app-store-notifications"]
             .into_iter()
-            .chain(["generate", "characters", "replicate-webhooks", "generation-worker", "generation-reconciler"])
+            .chain(["generate", "characters", "replicate-webhooks", "openai-webhooks", "generation-worker"])
+            .chain(["generation-reconciler"])
         {
             let plan = Plan::read(&template, binary).unwrap();
             let env = plan.environment(&stage()).unwrap();
@@ -378,8 +380,21 @@ mod tests {
                 assert_eq!(env["REPLICATE_WEBHOOK_SECRET_ARN"], "arn:moto:ReplicateWebhookSecret");
                 secrets.insert(2, "ReplicateWebhookSecret");
             }
+            // OpenAI's webhook key only where its events are verified.
+            if binary == "openai-webhooks" {
+                assert_eq!(env["OPENAI_WEBHOOK_SECRET_ARN"], "arn:moto:OpenAiWebhookSecret");
+                secrets.insert(1, "OpenAiWebhookSecret");
+            }
             if binary == "generation-worker" {
                 assert_eq!(env["REPLICATE_WEBHOOK_URL"], "");
+            }
+            // The APNs key only where generations end (and are pushed about).
+            if ["generation-worker", "replicate-webhooks", "openai-webhooks", "generation-reconciler"].contains(&binary)
+            {
+                assert_eq!(env["APNS_KEY_SECRET_ARN"], "arn:moto:ApnsKeySecret", "{binary}");
+                secrets.insert(0, "ApnsKeySecret");
+            } else {
+                assert!(!env.contains_key("APNS_KEY_SECRET_ARN"), "{binary}");
             }
             assert_eq!(plan.secrets.keys().collect::<Vec<_>>(), secrets, "{binary}");
             assert_eq!(plan.buckets.iter().collect::<Vec<_>>(), ["ImagesBucket"]);

@@ -58,7 +58,7 @@ pub fn api_request(
 }
 
 /// A stage on loopback stand-ins: its tables (created in DynamoDB Local under a prefix and seeded with the
-/// catalogue), its bucket and its five secrets (in moto).
+/// catalogue), its bucket and its seven secrets (in moto).
 pub struct LoopbackStage {
     pub dynamodb_endpoint: String,
     pub moto_endpoint: String,
@@ -70,6 +70,11 @@ pub struct LoopbackStage {
     pub app_store_api_secret_arn: String,
     /// Replicate's webhook signing key: the local one (`facemake::adapters::webhooks::LOCAL_SIGNING_KEY`).
     pub replicate_webhook_secret_arn: String,
+    /// The OpenAI project's webhook signing key: the local one, as Replicate's.
+    pub openai_webhook_secret_arn: String,
+    /// An APNs auth key made for this stage (`apns_key` holds it, for a stand-in that verifies its tokens).
+    pub apns_key_secret_arn: String,
+    pub apns_key: testkit::ApnsTestKey,
 }
 
 impl LoopbackStage {
@@ -101,6 +106,10 @@ impl LoopbackStage {
         let webhook_key = serde_json::json!({"signingKey": facemake::adapters::webhooks::LOCAL_SIGNING_KEY});
         let replicate_webhook_secret_arn =
             ensure_secret(&moto, &format!("{prefix}replicatewebhook"), &webhook_key.to_string()).await?;
+        let openai_webhook_secret_arn =
+            ensure_secret(&moto, &format!("{prefix}openaiwebhook"), &webhook_key.to_string()).await?;
+        let apns_key = testkit::ApnsTestKey::generate();
+        let apns_key_secret_arn = ensure_secret(&moto, &format!("{prefix}apns"), &apns_key.secret_json()).await?;
         Ok(Self {
             dynamodb_endpoint: dynamodb_endpoint.to_owned(),
             moto_endpoint: moto_endpoint.to_owned(),
@@ -111,6 +120,9 @@ impl LoopbackStage {
             provider_secret_arn,
             app_store_api_secret_arn,
             replicate_webhook_secret_arn,
+            openai_webhook_secret_arn,
+            apns_key_secret_arn,
+            apns_key,
         })
     }
 
@@ -129,13 +141,19 @@ impl LoopbackStage {
             ("CATALOGUE_TABLE", t.catalogue.as_str()),
             ("GENERATIONS_TABLE", t.generations.as_str()),
             ("CHARACTERS_TABLE", t.characters.as_str()),
+            ("DEVICES_TABLE", t.devices.as_str()),
             ("IMAGES_BUCKET", self.bucket.as_str()),
             ("APP_SECRET_ARN", self.app_secret_arn.as_str()),
             ("SMS_SECRET_ARN", self.sms_secret_arn.as_str()),
             ("PROVIDER_SECRET_ARN", self.provider_secret_arn.as_str()),
             ("APP_STORE_API_SECRET_ARN", self.app_store_api_secret_arn.as_str()),
             ("REPLICATE_WEBHOOK_SECRET_ARN", self.replicate_webhook_secret_arn.as_str()),
+            ("OPENAI_WEBHOOK_SECRET_ARN", self.openai_webhook_secret_arn.as_str()),
+            ("APNS_KEY_SECRET_ARN", self.apns_key_secret_arn.as_str()),
             ("TWILIO_API_BASE", stub),
+            // APNs too (the IAM test gives it a stand-in of its own).
+            ("APNS_PRODUCTION_URL", stub),
+            ("APNS_SANDBOX_URL", stub),
             ("OPENAI_API_BASE", stub),
             ("REPLICATE_API_BASE", stub),
             // The stub serves the output files too (a deployed stage keeps the default, replicate.delivery).

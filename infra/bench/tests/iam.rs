@@ -17,6 +17,7 @@
 //!
 //! Run alone with `infra/scripts/test.sh -- iam`.
 
+use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,6 +86,13 @@ const KEPT: &[(&str, &str, &str, &str)] = &[
         "a callback whose success lost the race to the reconciler deletes the output it stored: a race no journey \
          step can stage (the job is read as awaiting, then failed before the succeed transaction)",
     ),
+    (
+        "OpenAiWebhooksFunction",
+        "s3:DeleteObject",
+        "arn:aws:s3:::ImagesBucket/outputs/*",
+        "as the Replicate webhook's: an event whose success lost the race to the reconciler deletes the image it \
+         stored, a race no journey step can stage",
+    ),
 ];
 
 /// Managed policies no function may carry: AWSLambdaDynamoDBExecutionRole reads every stream of the account.
@@ -114,6 +122,8 @@ struct Stage {
     twilio: MockServer,
     openai: MockServer,
     replicate: MockServer,
+    /// APNs: every push accepted, except to tokens starting `e`, which it calls unregistered (410).
+    apns: MockServer,
     chain: TestChain,
     /// The reconciler's clock: moved past the generation deadline to find stuck jobs.
     reconciler_clock: Arc<ManualClock>,
@@ -153,6 +163,18 @@ impl Stage {
         let twilio = common::twilio().await;
         let openai = common::openai(openai_success()).await;
         let replicate = MockServer::start().await;
+        let apns = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/3/device/e[0-9a-f]+$"))
+            .respond_with(ResponseTemplate::new(410).set_body_json(json!({"reason": "Unregistered"})))
+            .with_priority(1)
+            .mount(&apns)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/3/device/"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&apns)
+            .await;
 
         let moto = bench::sdk(&loopback.moto_endpoint);
         let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&moto).force_path_style(true).build());
@@ -165,6 +187,7 @@ impl Stage {
             twilio,
             openai,
             replicate,
+            apns,
             chain: TestChain::generate().unwrap(),
             reconciler_clock: ManualClock::at_wall_clock(),
             s3,
@@ -185,6 +208,8 @@ impl Stage {
         // As deployed: Replicate renders are handed over and finished by the webhook (the journey plays
         // Replicate and posts the signed callbacks through the gateway).
         env.insert("REPLICATE_WEBHOOK_URL".into(), "https://api.stage.test/v1/webhooks/replicate".into());
+        env.insert("APNS_PRODUCTION_URL".into(), self.apns.uri());
+        env.insert("APNS_SANDBOX_URL".into(), self.apns.uri());
         for (k, v) in overrides {
             env.insert((*k).to_owned(), v.clone());
         }
@@ -231,6 +256,7 @@ impl Stage {
             "replicate-webhooks" => {
                 Handler::Http(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&deps))))
             }
+            "openai-webhooks" => Handler::Http(openai_webhooks::router(Arc::new(openai_webhooks::State::new(&deps)))),
             "generation-worker" => Handler::Worker(Arc::new(deps.worker())),
             "generation-reconciler" => {
                 deps.clock = self.reconciler_clock.clone();
@@ -376,6 +402,19 @@ impl Stage {
         self.http_raw(Method::POST, &path, body, &headers).await
     }
 
+    /// OpenAI's signed webhook event about `response`, through the gateway.
+    async fn openai_event(&self, kind: &str, response: &str) -> Response<Body> {
+        let body = json!({"object": "event", "id": "evt_1", "type": kind, "created_at": 1, "data": {"id": response}});
+        let body = body.to_string();
+        let now = facemake::ports::Clock::now(&facemake::ports::SystemClock);
+        let key = facemake::adapters::webhooks::LOCAL_SIGNING_KEY;
+        let signature = facemake::adapters::webhooks::sign(key, "wh_1", now, body.as_bytes()).unwrap();
+        let now = now.to_string();
+        let headers =
+            [("webhook-id", "wh_1"), ("webhook-timestamp", now.as_str()), ("webhook-signature", signature.as_str())];
+        self.http_raw(Method::POST, "/v1/webhooks/openai", body, &headers).await
+    }
+
     /// A request with a raw body (a callback signs the exact bytes).
     async fn http_raw(&self, method: Method, path: &str, body: String, headers: &[(&str, &str)]) -> Response<Body> {
         let (deployed, event) = route(&self.functions, &method, path)
@@ -404,6 +443,23 @@ impl Stage {
             .await;
         assert_eq!(response.status(), 202, "{}", body_json(&response));
         body_json(&response)["generation"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `PUT /v1/me/devices/{device}`.
+    async fn register_device(&self, token: &str, device: &str, environment: &str) {
+        let path = format!("/v1/me/devices/{device}");
+        let response = self.http(Method::PUT, &path, Some(json!({"environment": environment})), Some(token)).await;
+        assert_eq!(response.status(), 204, "{}", body_json(&response));
+    }
+
+    /// The pushes APNs got for `generation` (to any device).
+    async fn pushes_about(&self, generation: &str) -> Vec<String> {
+        let requests = self.apns.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .filter(|r| serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["generationId"] == generation))
+            .map(|r| r.url.path().to_owned())
+            .collect()
     }
 
     async fn generation(&self, token: &str, id: &str) -> Value {
@@ -567,6 +623,14 @@ async fn journey(stage: &Stage) {
     let answered = stage.http(Method::POST, "/v1/webhooks/app-store", Some(asked), None).await;
     assert_eq!(answered.status(), 200, "{}", body_json(&answered));
 
+    // Push devices: one kept, one APNs calls gone (410) at the first push; one registered and unregistered.
+    let kept = "a1".repeat(32);
+    stage.register_device(&t, &kept, "sandbox").await;
+    stage.register_device(&t, &"e1".repeat(32), "production").await;
+    stage.register_device(&t, &"b1".repeat(32), "production").await;
+    let unregistered = format!("/v1/me/devices/{}", "b1".repeat(32));
+    assert_eq!(stage.http(Method::DELETE, &unregistered, None, Some(&t)).await.status(), 204);
+
     // Generation with OpenAI: upload, start, the worker, the result's presigned URL, the list, delete.
     let user = user_id(&first);
     let worker = stage.function("generation-worker");
@@ -585,6 +649,10 @@ async fn journey(stage: &Stage) {
     stage.work(worker, &user, &g).await;
     let done = stage.generation(&t, &g).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    // The worker pushed the success to both devices (signing with the APNs key) and dropped the gone one.
+    let mut pushed = stage.pushes_about(&g).await;
+    pushed.sort();
+    assert_eq!(pushed, [format!("/3/device/{kept}"), format!("/3/device/{}", "e1".repeat(32))]);
     let output = reqwest::get(done["outputUrl"].as_str().unwrap()).await.unwrap();
     assert_eq!(output.status(), 200, "the presigned output URL");
     assert_eq!(stage.http(Method::GET, "/v1/generations?limit=10", None, Some(&t)).await.status(), 200);
@@ -647,14 +715,62 @@ async fn journey(stage: &Stage) {
     stage.work(worker, &user, &g).await;
     assert_eq!(stage.generation(&t, &g).await["status"], "processing", "handed over, awaiting the callback");
     assert_eq!(fetch_input.await, 200, "Replicate's fetch of the prepared photo");
+    // Another device APNs will call gone, for the webhook function's push.
+    stage.register_device(&t, &"e2".repeat(32), "production").await;
     let hook = format!("/v1/webhooks/replicate?job={user}.{g}");
     let unsigned = stage.http(Method::POST, &hook, Some(succeeded.clone()), None).await;
     assert_eq!(unsigned.status(), 400, "an unsigned callback changes nothing");
     let answered = stage.replicate_callback(&user, &g, succeeded.clone()).await;
     assert_eq!(answered.status(), 200, "{}", body_json(&answered));
     assert_eq!(stage.generation(&t, &g).await["status"], "succeeded");
-    // Replicate's retry of the same callback: nothing more.
+    // Replicate's retry of the same callback: nothing more (no second push either).
     assert_eq!(stage.replicate_callback(&user, &g, succeeded.clone()).await.status(), 200);
+    let mut pushed = stage.pushes_about(&g).await;
+    pushed.sort();
+    assert_eq!(pushed, [format!("/3/device/{kept}"), format!("/3/device/{}", "e2".repeat(32))], "pushed once");
+
+    // OpenAI by webhook (a stage whose OpenAI project calls back): the worker creates a background response and
+    // returns; the project's signed event names the response, which the webhook function reads back (with the
+    // OpenAI key) for the job and the image. One succeeds (and is pushed, dropping a gone device), one fails
+    // and is refunded; an unsigned event changes nothing.
+    let openai_worker = stage.deploy(&worker.function.logical_id, &[("OPENAI_WEBHOOKS", "true".to_owned())]).await;
+    let jpeg = common::jpeg();
+    for (id, job_status) in [("resp_iam1", "completed"), ("resp_iam2", "failed")] {
+        Mock::given(method("POST"))
+            .and(path("/v1/responses"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": id, "status": "queued"})))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&stage.openai)
+            .await;
+        stage.register_device(&t, &"e3".repeat(32), "production").await;
+        let upload = stage.upload(&t).await;
+        let g = stage.start(&t, "neon-noir", &upload).await;
+        stage.work(&openai_worker, &user, &g).await;
+        assert_eq!(stage.generation(&t, &g).await["status"], "processing", "handed over to OpenAI");
+        let reference = format!("{user}.{g}");
+        let read_back = match job_status {
+            "completed" => json!({"id": id, "status": "completed", "metadata": {"facemakeJob": reference}, "output": [
+                {"type": "image_generation_call", "status": "completed",
+                 "result": base64::engine::general_purpose::STANDARD.encode(&jpeg)}]}),
+            _ => json!({"id": id, "status": "failed", "metadata": {"facemakeJob": reference}, "output": [],
+                        "error": {"code": "image_content_policy_violation", "message": "safety system"}}),
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/responses/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(read_back))
+            .mount(&stage.openai)
+            .await;
+        let unsigned =
+            stage.http(Method::POST, "/v1/webhooks/openai", Some(json!({"type": "response.completed"})), None);
+        assert_eq!(unsigned.await.status(), 400);
+        let answered = stage.openai_event(&format!("response.{job_status}"), id).await;
+        assert_eq!(answered.status(), 200, "{}", body_json(&answered));
+        let done = stage.generation(&t, &g).await;
+        let expected = if job_status == "completed" { "succeeded" } else { "failed" };
+        assert_eq!(done["status"], expected, "{done}");
+        assert_eq!(done["refunded"], job_status == "failed", "{done}");
+    }
 
     // Characters: made from two uploads (read, prepared once, stored under characters/), listed, read with
     // a thumbnail the app fetches (presigned by the characters function), renamed. A generation from it with
@@ -787,6 +903,7 @@ async fn journey(stage: &Stage) {
     for id in [&lost, &stuck] {
         let g = stage.generation(&t, id).await;
         assert_eq!((g["status"].as_str(), g["outputUrl"].as_str()), (Some("failed"), None), "{g}");
+        assert_eq!(stage.pushes_about(id).await, [format!("/3/device/{kept}")], "the reconciler's push");
     }
 
     // Account deletion, interrupted at its first step (the sessions query is denied once) and finished by
@@ -817,6 +934,7 @@ async fn journey(stage: &Stage) {
     let gone = format!("/v1/characters/{}", gone["id"].as_str().unwrap());
     assert_eq!(stage.http(Method::DELETE, &gone, None, Some(&t2)).await.status(), 204);
     stage.leftover_work_photo(&u2).await;
+    stage.register_device(&t2, &"c1".repeat(32), "production").await;
     assert_eq!(stage.http(Method::DELETE, "/v1/me", None, Some(&t2)).await.status(), 204);
     assert!(stage.objects_of(&u2).await.is_empty(), "the deletion removed every image");
 }

@@ -200,6 +200,12 @@ async fn measure_every_route(rig: &Rig) -> Rows {
     record(&mut rows, "GET /v1/me", &m, 200);
     let m = rig.measure(request(Method::PATCH, "/v1/me", Some(json!({"displayName": "Ada"})), Some(token), &[])).await;
     record(&mut rows, "PATCH /v1/me", &m, 200);
+    let device = format!("/v1/me/devices/{}", "a1".repeat(32));
+    let body = Some(json!({"environment": "sandbox"}));
+    let m = rig.measure(request(Method::PUT, &device, body, Some(token), &[])).await;
+    record(&mut rows, "PUT /v1/me/devices/{token}", &m, 204);
+    let m = rig.measure(request(Method::DELETE, &device, None, Some(token), &[])).await;
+    record(&mut rows, "DELETE /v1/me/devices/{token}", &m, 204);
 
     // Catalogue.
     let m = rig.measure(request(Method::GET, "/v1/templates?limit=5", None, None, &[])).await;

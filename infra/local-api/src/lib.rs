@@ -19,7 +19,7 @@ use base64::Engine;
 use bytes::Bytes;
 use facemake::adapters::keys::StaticKeys;
 use facemake::adapters::memory::{LocalUploadError, MemoryObjects};
-use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
+use facemake::adapters::memory::{MemoryOutbox, MemoryPushes, MemoryStore};
 use facemake::adapters::providers::local::LocalRenderer;
 use facemake::config::{
     AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
@@ -59,6 +59,8 @@ pub enum Backend {
 pub struct LocalApi {
     pub router: Router,
     pub outbox: MemoryOutbox,
+    /// The pushes "sent", behind `/_local/pushes`.
+    pub pushes: MemoryPushes,
     pub app_store: Arc<TestChain>,
     pub credits: CreditsConfig,
     /// The images bucket: uploads, prepared photos and outputs, behind `/_local/uploads/` and `/_local/objects/`.
@@ -123,6 +125,7 @@ impl LocalApi {
     ) -> Result<Self, String> {
         let objects = Arc::new(MemoryObjects::new(base_url).map_err(|e| e.to_string())?);
         let (dispatcher, queue) = jobs::LocalQueue::new();
+        let pushes = MemoryPushes::new();
         let chain = TestChain::generate().map_err(|e| e.to_string())?;
         let credits = local_credits(&chain);
         seed_catalogue(store.as_ref(), &catalogue_dir().join("catalogue.yaml")).await?;
@@ -151,7 +154,14 @@ impl LocalApi {
             },
             // Jobs go to an in-process worker instead of a table stream; images to memory; renders to the local
             // renderer (a deterministic image transformation, labelled as a local preview, never as AI).
-            media: Media::Fixed { objects: objects.clone(), providers, dispatcher: Arc::new(dispatcher) },
+            push: testkit::local_push_config(),
+            // Pushes are kept for `GET /_local/pushes` instead of going to APNs.
+            media: Media::Fixed {
+                objects: objects.clone(),
+                providers,
+                dispatcher: Arc::new(dispatcher),
+                pushes: Arc::new(pushes.clone()),
+            },
         };
         let mut worker = deps.worker();
         worker.retry = retry;
@@ -164,9 +174,10 @@ impl LocalApi {
             .merge(app_store_notifications::router(Arc::new(app_store_notifications::State::new(&deps)?)))
             .merge(generate::router(Arc::new(generate::State::new(&deps))))
             .merge(characters::router(Arc::new(characters::State::new(&deps))))
-            .merge(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&deps))));
+            .merge(replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&deps))))
+            .merge(openai_webhooks::router(Arc::new(openai_webhooks::State::new(&deps))));
         let clock = deps.clock.clone();
-        Ok(Self { router, outbox, app_store: Arc::new(chain), credits, objects, clock })
+        Ok(Self { router, outbox, pushes, app_store: Arc::new(chain), credits, objects, clock })
     }
 
     /// The local API on the in-memory store.
@@ -211,6 +222,9 @@ impl LocalApi {
         let path = parts.uri.path();
         if path == "/_local/messages" {
             return self.messages(&parts.uri);
+        }
+        if path == "/_local/pushes" {
+            return self.pushes(&parts.uri);
         }
         if matches!(path, "/openapi.json" | "/openapi.yaml" | "/docs") {
             return openapi(path);
@@ -268,6 +282,15 @@ impl LocalApi {
         }
     }
 
+    /// `GET /_local/pushes?deviceToken=...`: the pushes "sent" to a device, newest first.
+    fn pushes(&self, uri: &http::Uri) -> http::Response<Full<Bytes>> {
+        let token = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "deviceToken")
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        json_response(&serde_json::json!({ "items": self.pushes.pushes_to(&token) }))
+    }
+
     /// `GET /_local/messages?phone=...`: the texts "sent" to a number, newest first.
     fn messages(&self, uri: &http::Uri) -> http::Response<Full<Bytes>> {
         let phone = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -275,13 +298,16 @@ impl LocalApi {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let e164 = facemake::domain::PhoneNumber::from_e164(&phone).map(|p| p.e164().to_owned()).unwrap_or(phone);
-        let body = serde_json::json!({ "items": self.outbox.messages_to(&e164) });
-        let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json; charset=utf-8"));
-        response
+        json_response(&serde_json::json!({ "items": self.outbox.messages_to(&e164) }))
     }
+}
+
+fn json_response(body: &serde_json::Value) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json; charset=utf-8"));
+    response
 }
 
 /// docs/openapi.yaml, read on every request so edits show without a restart.

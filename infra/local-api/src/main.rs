@@ -18,6 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     eprintln!("Facemake local API on {base_url} ({backend:?})");
     eprintln!("  texts it \"sends\" are printed here and listed at GET /_local/messages?phone=+14155550123");
+    eprintln!("  pushes it \"sends\" are listed at GET /_local/pushes?deviceToken=<hex token>");
     eprintln!("  test purchases: POST /_local/app-store/transactions {{\"productId\":\"app.facemake.credits.10\"}}");
     api.serve(listener).await?;
     Ok(())

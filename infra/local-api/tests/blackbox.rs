@@ -519,6 +519,44 @@ async fn every_documented_status_of_every_operation_is_answered() {
     let big = format!(r#"{{"id":"p1","status":"succeeded","logs":"{}"}}"#, "a".repeat(1_100_000)).into_bytes();
     assert_eq!(outcome(&api.raw(post.clone(), &hook, json_ct, big).await).0, 413);
 
+    // OpenAI's webhook, the same way: unsigned, signed by someone else, too big, and a signed event of another
+    // kind (acknowledged, nothing read).
+    let openai_hook = "/v1/webhooks/openai";
+    let other_event = br#"{"object":"event","id":"evt_1","type":"batch.completed","data":{"id":"batch_1"}}"#.to_vec();
+    let sign_event = |key: &str| facemake::adapters::webhooks::sign(key, "msg_1", now, &other_event).unwrap();
+    let ours_event: &'static str =
+        Box::leak(sign_event(facemake::adapters::webhooks::LOCAL_SIGNING_KEY).into_boxed_str());
+    let theirs_event: &'static str = Box::leak(sign_event("whsec_b3RoZXItc2lnbmluZy1rZXk=").into_boxed_str());
+    assert_eq!(
+        outcome(&api.raw(post.clone(), openai_hook, json_ct, other_event.clone()).await),
+        (400, Some("VALIDATION_ERROR"))
+    );
+    let (theirs_headers, ours_headers) = (headers(theirs_event), headers(ours_event));
+    let forged = api.raw_with(post.clone(), openai_hook, json_ct, other_event.clone(), None, &theirs_headers).await;
+    assert_eq!(outcome(&forged), (401, Some("UNAUTHORIZED")));
+    let acknowledged = api.raw_with(post.clone(), openai_hook, json_ct, other_event.clone(), None, &ours_headers).await;
+    assert_eq!(outcome(&acknowledged).0, 200);
+    let big = format!(r#"{{"type":"response.completed","pad":"{}"}}"#, "a".repeat(100_000)).into_bytes();
+    assert_eq!(outcome(&api.raw(post.clone(), openai_hook, json_ct, big).await).0, 413);
+
+    // Push devices: registered (twice: idempotent) and unregistered; a bad token or environment, no session, a
+    // wrong content type and an oversized body.
+    let device = format!("/v1/me/devices/{}", "9f".repeat(32));
+    let put = Method::PUT;
+    let env = |e: &str| Some(json!({"environment": e}));
+    for _ in 0..2 {
+        assert_eq!(outcome(&api.call(put.clone(), &device, env("sandbox"), t).await).0, 204);
+    }
+    assert_eq!(outcome(&api.call(put.clone(), &device, env("sandbox"), None).await).0, 401);
+    assert_eq!(outcome(&api.call(put.clone(), &device, env("staging"), t).await), (400, Some("VALIDATION_ERROR")));
+    let bad_token = "/v1/me/devices/not-a-token";
+    assert_eq!(outcome(&api.call(put.clone(), bad_token, env("sandbox"), t).await), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.raw_with(put.clone(), &device, "text/plain", b"{}".to_vec(), t, &[]).await).0, 415);
+    assert_eq!(outcome(&api.raw_with(put.clone(), &device, json_ct, huge(), t, &[]).await).0, 413);
+    assert_eq!(outcome(&api.call(delete.clone(), &device, None, None).await).0, 401);
+    assert_eq!(outcome(&api.call(delete.clone(), bad_token, None, t).await), (400, Some("VALIDATION_ERROR")));
+    assert_eq!(outcome(&api.call(delete.clone(), &device, None, t).await).0, 204);
+
     // Deleting the account; its token is refused afterwards.
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, None).await).0, 401);
     assert_eq!(outcome(&api.call(delete.clone(), "/v1/me", None, Some(&thief)).await).0, 204);

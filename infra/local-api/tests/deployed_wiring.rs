@@ -38,6 +38,7 @@ fn stage_env(tables: &Tables) -> HashMap<&str, &str> {
         ("CATALOGUE_TABLE", tables.catalogue.as_str()),
         ("GENERATIONS_TABLE", tables.generations.as_str()),
         ("CHARACTERS_TABLE", tables.characters.as_str()),
+        ("DEVICES_TABLE", tables.devices.as_str()),
         ("IMAGES_BUCKET", "facemake-dev-images"),
         ("PROVIDER_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:000000000000:secret:providers"),
         ("PREVIEW_BASE_URL", "https://d111.cloudfront.net"),
@@ -144,6 +145,7 @@ async fn an_unreachable_database_is_503_not_500() {
         catalogue: "t".into(),
         generations: "g".into(),
         characters: "ch".into(),
+        devices: "dv".into(),
     };
     let env = stage_env(&tables);
     let config = Config::from(&env).unwrap();

@@ -11,4 +11,5 @@ mod catalogue_and_credits;
 mod characters;
 mod deployed_wiring;
 mod generation;
+mod pushes;
 mod template;

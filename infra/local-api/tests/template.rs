@@ -59,6 +59,10 @@ fn every_function_declares_exactly_the_routes_it_serves() {
             "replicate-webhooks".to_owned(),
             routes(&replicate_webhooks::router(Arc::new(replicate_webhooks::State::new(&h.deps)))),
         ),
+        (
+            "openai-webhooks".to_owned(),
+            routes(&openai_webhooks::router(Arc::new(openai_webhooks::State::new(&h.deps)))),
+        ),
         // Not HTTP: triggered by the generations table's stream and by a schedule.
         ("generation-worker".to_owned(), Routes::new()),
         ("generation-reconciler".to_owned(), Routes::new()),

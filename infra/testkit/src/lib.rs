@@ -15,7 +15,7 @@ use facemake::adapters::dynamodb::DynamoStore;
 use facemake::adapters::dynamodb::TableStream;
 use facemake::adapters::keys::StaticKeys;
 use facemake::adapters::memory::MemoryObjects;
-use facemake::adapters::memory::{MemoryOutbox, MemoryStore};
+use facemake::adapters::memory::{MemoryOutbox, MemoryPushes, MemoryStore};
 use facemake::adapters::providers::local::LocalRenderer;
 use facemake::config::{
     AppStoreConfig, AppStoreEnvironment, AuthPolicy, CatalogueConfig, CreditProduct, CreditsConfig, GenerationConfig,
@@ -59,6 +59,54 @@ impl Clock for ManualClock {
 pub const TEST_MASTER_KEY: &[u8] = b"facemake-test-master-key-0123456789abcdef";
 
 /// The product's sign-in policy with US and GB allowed and a test issuer.
+/// An APNs auth key made for a test: the .p8 text the secret holds and the public key (the uncompressed
+/// P-256 point) a stand-in for APNs verifies provider tokens with.
+pub struct ApnsTestKey {
+    pub key_id: String,
+    pub team_id: String,
+    pub pem: String,
+    pub public_key: Vec<u8>,
+}
+
+impl ApnsTestKey {
+    pub fn generate() -> Self {
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        use base64::Engine;
+        let pair = match EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING) {
+            Ok(p) => p,
+            Err(e) => panic!("an APNs test key: {e}"),
+        };
+        let der = match pair.to_pkcs8v1() {
+            Ok(d) => d,
+            Err(e) => panic!("an APNs test key: {e}"),
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
+        Self {
+            key_id: "KEY1234567".to_owned(),
+            team_id: "TEAM123456".to_owned(),
+            pem,
+            public_key: pair.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The secret's JSON, as an operator puts it (`{"keyId", "teamId", "privateKey"}`).
+    pub fn secret_json(&self) -> String {
+        serde_json::json!({"keyId": self.key_id, "teamId": self.team_id, "privateKey": self.pem}).to_string()
+    }
+}
+
+/// Push settings of the local stand-ins: pushes go to the memory outbox, so no key and Apple's hosts.
+pub fn local_push_config() -> facemake::config::PushConfig {
+    facemake::config::PushConfig {
+        apns_key_secret_arn: None,
+        topic: "app.facemake.ios".to_owned(),
+        production_url: facemake::adapters::apns::PRODUCTION_URL.to_owned(),
+        sandbox_url: facemake::adapters::apns::SANDBOX_URL.to_owned(),
+    }
+}
+
 pub fn policy() -> AuthPolicy {
     AuthPolicy {
         allowed_countries: CountryAllowlist::parse("US,GB").unwrap_or_else(|_| CountryAllowlist::any()),
@@ -104,6 +152,8 @@ pub struct Harness {
     pub metrics: Recorder,
     /// The images bucket (the deps' object store).
     pub objects: Arc<MemoryObjects>,
+    /// The pushes "sent" (the deps' push service).
+    pub pushes: MemoryPushes,
 }
 
 impl Harness {
@@ -117,6 +167,7 @@ impl Harness {
             Ok(o) => Arc::new(o),
             Err(e) => panic!("memory objects: {e}"),
         };
+        let pushes = MemoryPushes::new();
         let deps = Deps {
             store,
             keys: keys.clone(),
@@ -127,14 +178,16 @@ impl Harness {
             credits: credits_config(vec![APPLE_ROOT_CA_G3.to_vec()]),
             metrics: Arc::new(metrics.clone()),
             generation: GenerationConfig::default(),
+            push: local_push_config(),
             // Tests run the worker themselves (`deps.worker().process(..)`), as the table stream would.
             media: Media::Fixed {
                 objects: objects.clone(),
                 providers: Providers::all(Arc::new(LocalRenderer)),
                 dispatcher: Arc::new(TableStream),
+                pushes: Arc::new(pushes.clone()),
             },
         };
-        Self { deps, outbox, clock, keys, metrics, objects }
+        Self { deps, outbox, clock, keys, metrics, objects, pushes }
     }
 
     pub fn in_memory() -> Self {

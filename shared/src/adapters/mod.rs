@@ -11,7 +11,10 @@
 //! - [`providers`]: the AI image providers (OpenAI image edits, Replicate predictions) with their keys from
 //!   Secrets Manager, and the local renderer that stands in for them (labelled as a preview, never as AI).
 //! - [`objects`]: the images bucket on S3, with presigned URLs.
+//! - [`apns`]: push notifications through APNs (HTTP/2, token auth with the .p8 key from Secrets Manager).
+//! - [`webhooks`]: the signature check of providers' callbacks (Standard Webhooks).
 
+pub mod apns;
 pub mod appstore;
 pub mod appstore_api;
 pub mod dynamodb;

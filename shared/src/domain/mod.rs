@@ -2,6 +2,7 @@
 
 mod character;
 mod credits;
+mod device;
 mod generation;
 mod ids;
 mod otp;
@@ -12,6 +13,7 @@ mod user;
 
 pub use character::{Character, CharacterId, CharacterName, ProfileStats};
 pub use credits::{Funds, FundsChange, LedgerEntry, LedgerKind, RefundSplit};
+pub use device::{Device, DeviceToken, PushEnvironment};
 pub use generation::{object_keys, FailFrom, Generation, GenerationSource, GenerationStatus, Timings, UploadId};
 pub use ids::{deletion_key, new_id, UserId};
 pub use otp::{NumberMark, OtpCode, OtpRecord, OtpRefusal, SendLimits, SendRefusal, Sends};

@@ -14,6 +14,8 @@ pub trait AccountEraser: Send + Sync {
     async fn erase_favorites(&self, user: &UserId) -> Result<usize, PortError>;
     /// Character records and the count (their photos go with the user's object prefixes).
     async fn erase_characters(&self, user: &UserId) -> Result<usize, PortError>;
+    /// The devices registered to the user.
+    async fn erase_devices(&self, user: &UserId) -> Result<usize, PortError>;
     /// Generation records, idempotency keys and the in-flight counter.
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError>;
     /// Forfeits the remaining balance (an adjustment entry), then moves the ledger to `anon` (an id that

@@ -102,6 +102,22 @@ pub struct JobRef {
     pub generation_id: String,
 }
 
+impl JobRef {
+    /// `<userId>.<generationId>`: how a job is named to a provider that calls back (Replicate's webhook URL,
+    /// OpenAI's response metadata).
+    pub fn reference(&self) -> String {
+        format!("{}.{}", self.user_id, self.generation_id)
+    }
+
+    /// The job a [`JobRef::reference`] names; `None` for anything else.
+    pub fn from_reference(text: &str) -> Option<Self> {
+        let (user, generation) = text.split_once('.')?;
+        let user_id = UserId::parse(user).ok()?;
+        let generation_id = ulid::Ulid::from_string(generation).ok()?.to_string();
+        Some(Self { user_id, generation_id })
+    }
+}
+
 /// Generations, their idempotency keys and each user's in-flight count. Starting one charges the credits in
 /// the same transaction; failing one refunds them in the same transaction as the status change, so a refund
 /// happens exactly once.

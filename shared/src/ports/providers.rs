@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::JobRef;
 use crate::domain::GenerationSpec;
 
 /// One render asked of an AI image provider.
@@ -64,10 +65,12 @@ pub trait ImageProvider: Send + Sync {
     fn calls_back(&self) -> bool {
         false
     }
-    /// Starts the render and answers the provider's id of it at once; the provider reports the end to
-    /// `callback_url` (read by a [`CallbackReader`]). Only for a provider that [`ImageProvider::calls_back`].
-    async fn submit(&self, request: RenderRequest<'_>, callback_url: &str) -> Result<String, ProviderError> {
-        let _ = (request, callback_url);
+    /// Starts the render and answers the provider's id of it at once. `callback` is how the end comes back:
+    /// Replicate's webhook URL (read by a [`CallbackReader`]), or for OpenAI, whose webhook is the project's,
+    /// the job's reference kept in the response's metadata (read by a [`ResponseReader`]). Only for a
+    /// provider that [`ImageProvider::calls_back`].
+    async fn submit(&self, request: RenderRequest<'_>, callback: &str) -> Result<String, ProviderError> {
+        let _ = (request, callback);
         Err(ProviderError::Permanent {
             kind: RefusalKind::Configuration,
             user_reason: String::new(),
@@ -81,6 +84,8 @@ pub trait ImageProvider: Send + Sync {
 pub enum CallbackEnd {
     /// Finished: the output is at `output_url` (fetched with [`CallbackReader::fetch`]).
     Succeeded { output_url: String },
+    /// Finished, with the output in hand (OpenAI's response carries the image).
+    Image(RenderedImage),
     /// Ended without an output: a refusal, or a transient end (cancelled, timed out) that the job ends on.
     Failed(ProviderError),
     /// Not the end yet (an event before completion): nothing to do.
@@ -102,4 +107,15 @@ pub trait CallbackReader: Send + Sync {
     fn parse(&self, body: &[u8]) -> Result<ProviderCallback, String>;
     /// The output a callback names, from the provider's file hosts only.
     async fn fetch(&self, output_url: &str) -> Result<RenderedImage, ProviderError>;
+}
+
+/// Reads OpenAI's webhook events and the background responses they are about (adapters/providers/openai).
+#[async_trait]
+pub trait ResponseReader: Send + Sync {
+    /// The response a (signature-verified) event is about: `Ok(None)` for an event of another kind (a
+    /// project's webhook also reports batches, fine-tuning jobs...), `Err` (a reason for the logs) for a body
+    /// that is not an event.
+    fn event(&self, body: &[u8]) -> Result<Option<String>, String>;
+    /// The response: the job its metadata names (`None`: not one of ours) and how it ended.
+    async fn response(&self, id: &str) -> Result<(Option<JobRef>, CallbackEnd), ProviderError>;
 }

@@ -17,6 +17,7 @@ pub struct Erased {
     pub sessions: usize,
     pub favorites: usize,
     pub characters: usize,
+    pub devices: usize,
     pub generations: usize,
     pub objects: usize,
 }
@@ -45,7 +46,7 @@ impl Account {
     }
 
     /// Deletes the account and everything of it (App Store guideline 5.1.1(v)): marks it deleted first, so
-    /// its access tokens change nothing more, then erases sessions, favourites, characters, generations, every image under
+    /// its access tokens change nothing more, then erases sessions, favourites, characters, devices, generations, every image under
     /// the user's prefixes, moves the credits ledger to an anonymous id (kept for accounting), and finally the
     /// phone number, its code record and the profile, leaving the number's mark (`NumberMark`: no new starter
     /// grant, the same send limits, for a year) under a keyed hash of it. Every step is idempotent: a deletion interrupted
@@ -59,6 +60,7 @@ impl Account {
             sessions: self.eraser.erase_sessions(user).await?,
             favorites: self.eraser.erase_favorites(user).await?,
             characters: self.eraser.erase_characters(user).await?,
+            devices: self.eraser.erase_devices(user).await?,
             generations: self.eraser.erase_generations(user).await?,
             objects: 0,
         };
@@ -73,6 +75,7 @@ impl Account {
             sessions = erased.sessions,
             favorites = erased.favorites,
             characters = erased.characters,
+            devices = erased.devices,
             generations = erased.generations,
             objects = erased.objects,
             "account deleted"

@@ -7,3 +7,4 @@ pub mod catalogue;
 pub mod characters;
 pub mod credits;
 pub mod generation;
+pub mod notifications;

@@ -45,6 +45,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("generate", "start-generation.json"),
     ("characters", "list-characters.json"),
     ("replicate-webhooks", "replicate-webhook.json"),
+    ("openai-webhooks", "openai-webhook.json"),
     ("generation-worker", "generation-stream-insert.json"),
     ("generation-reconciler", "reconciler-schedule.json"),
 ];

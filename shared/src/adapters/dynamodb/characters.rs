@@ -54,7 +54,7 @@ fn conflict(codes: &[Option<String>]) -> bool {
 
 impl DynamoStore {
     /// A condition that the account has no deletion tombstone (users table, `DELETED#<hash>`).
-    fn no_tombstone(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
+    pub(super) fn no_tombstone(&self, user: &UserId) -> Result<TransactWriteItem, PortError> {
         let check = ConditionCheck::builder()
             .table_name(&self.tables.users)
             .set_key(Some(key(format!("DELETED#{}", crate::domain::deletion_key(user)), "DELETED")))

@@ -1,7 +1,7 @@
 //! Account deletion, one idempotent step per kind of data (see `AccountEraser`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::accounts::{phone_pk, user_pk, LedgerItem, PHONE, PROFILE};
 use super::codes::{otp_pk, MarkItem, OtpItem, OTP_SK};
@@ -97,6 +97,19 @@ impl AccountEraser for DynamoStore {
         let pk = user_pk(user);
         let keys = self.keys_of(&self.tables.characters, None, "pk = :pk", &[(":pk", &pk)]).await?;
         self.delete_keys(&self.tables.characters, &keys).await
+    }
+
+    async fn erase_devices(&self, user: &UserId) -> Result<usize, PortError> {
+        // From the index (eventually consistent: a device registered in the second before the deletion's
+        // tombstone may be missed; it holds only a token and the user id, and expires with its lifetime).
+        let (table, index) = (&self.tables.devices, Some(super::devices::BY_USER));
+        let keys = self.keys_of(table, index, "userId = :user", &[(":user", user.as_str())]).await?;
+        for k in &keys {
+            let Some(AttributeValue::S(pk)) = k.get("pk") else { continue };
+            // Conditioned on the user: a token another user registered meanwhile is theirs now.
+            self.delete_one(table, pk.clone(), "DEVICE", Some(("userId = :user", user.as_str()))).await?;
+        }
+        Ok(keys.len())
     }
 
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
@@ -275,7 +288,9 @@ impl DynamoStore {
     pub async fn dump(&self) -> Result<String, PortError> {
         let t = &self.tables;
         let mut text = String::new();
-        for table in [&t.users, &t.credits, &t.codes, &t.sessions, &t.catalogue, &t.generations, &t.characters] {
+        for table in
+            [&t.users, &t.credits, &t.codes, &t.sessions, &t.catalogue, &t.generations, &t.characters, &t.devices]
+        {
             let mut pages = self.client.scan().table_name(table).into_paginator().items().send();
             while let Some(item) = pages.next().await {
                 text.push_str(&format!("{table}: {:?}\n", item.map_err(|e| sdk_error("erasure", e))?));

@@ -23,12 +23,14 @@
 //! | characters | `USER#<id>`        | `CHAR#<ulid>` | a character: name, photo count                  |
 //! | characters | `USER#<id>`        | `COUNT`    | how many characters the user has (the cap's condition) |
 //! | generations | `USER#<id>`       | `IDEM#<sha256>` | an idempotency key's request hash and result, ttl |
+//! | devices  | `DEVICE#<token>`     | `DEVICE`   | an APNs token: userId, environment, registeredAt, ttl; index ByUser |
 
 mod accounts;
 mod catalogue;
 mod characters;
 mod codes;
 mod credits;
+mod devices;
 mod erasure;
 mod generations;
 mod jobs;

@@ -29,6 +29,13 @@ impl AccountEraser for MemoryStore {
         Ok(self.lock().characters.remove(user).map_or(0, |c| c.len()))
     }
 
+    async fn erase_devices(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut inner = self.lock();
+        let before = inner.devices.len();
+        inner.devices.retain(|_, d| d.user_id != *user);
+        Ok(before - inner.devices.len())
+    }
+
     async fn erase_generations(&self, user: &UserId) -> Result<usize, PortError> {
         let mut inner = self.lock();
         let mut erased = inner.generations.remove(user).map_or(0, |g| g.len());

@@ -8,6 +8,7 @@ mod catalogue;
 mod characters;
 mod codes;
 mod credits;
+mod devices;
 mod erasure;
 mod generations;
 mod objects;
@@ -15,7 +16,7 @@ mod outbox;
 mod sessions;
 
 pub use objects::{LocalUploadError, MemoryObjects};
-pub use outbox::{MemoryOutbox, SentSms};
+pub use outbox::{MemoryOutbox, MemoryPushes, SentPush, SentSms};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +64,7 @@ struct Inner {
     in_flight: HashMap<UserId, u32>,
     /// Characters by (user, id), in time order like generations.
     characters: HashMap<UserId, std::collections::BTreeMap<String, Character>>,
+    devices: HashMap<crate::domain::DeviceToken, crate::domain::Device>,
 }
 
 impl Inner {

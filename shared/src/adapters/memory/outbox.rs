@@ -66,3 +66,70 @@ impl SmsSender for MemoryOutbox {
         Ok(())
     }
 }
+
+/// One push the local outbox "sent".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentPush {
+    pub device_token: String,
+    pub environment: crate::domain::PushEnvironment,
+    /// What APNs would have been sent (`aps` and the app's own keys).
+    pub payload: serde_json::Value,
+    pub sent_at: UnixTime,
+}
+
+/// A push sender that keeps pushes (newest last) instead of sending them (twin of adapters/apns.rs).
+#[derive(Default, Clone)]
+pub struct MemoryPushes {
+    pushes: Arc<Mutex<Vec<SentPush>>>,
+    unregistered: Arc<Mutex<std::collections::HashSet<String>>>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MemoryPushes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pushes sent to `token`, newest first.
+    pub fn pushes_to(&self, token: &str) -> Vec<SentPush> {
+        let pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        pushes.iter().rev().filter(|p| p.device_token == token).cloned().collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Makes every following send fail as if APNs were down.
+    pub fn set_failing(&self, failing: bool) {
+        self.fail.store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers pushes to `token` as APNs does a token whose app is gone (410 Unregistered, as of now).
+    pub fn unregister(&self, token: &str) {
+        self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).insert(token.to_owned());
+    }
+}
+
+#[async_trait]
+impl crate::ports::PushSender for MemoryPushes {
+    async fn send(&self, device: &crate::domain::Device, push: &crate::ports::Push) -> crate::ports::PushOutcome {
+        use crate::ports::PushOutcome;
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return PushOutcome::Failed("outbox set to fail".to_owned());
+        }
+        let now = crate::ports::Clock::now(&crate::ports::SystemClock);
+        if self.unregistered.lock().unwrap_or_else(|e| e.into_inner()).contains(device.token.as_str()) {
+            return PushOutcome::Unregistered { since: None };
+        }
+        let mut pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        pushes.push(SentPush {
+            device_token: device.token.to_string(),
+            environment: device.environment,
+            payload: crate::adapters::apns::payload(push),
+            sent_at: now,
+        });
+        PushOutcome::Delivered
+    }
+}

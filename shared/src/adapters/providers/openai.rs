@@ -1,7 +1,8 @@
 //! OpenAI's Images API, "create image edit": `POST {base}/v1/images/edits`, `multipart/form-data` with the
 //! photo as the `image` file part, `model`, `prompt`, `n` and the template's parameters (`size`, `quality`,
 //! `input_fidelity`, `output_format`, ...) as text fields, `Authorization: Bearer <key>`. The answer carries the
-//! image inline as `data[0].b64_json`.
+//! image inline as `data[0].b64_json`. A stage whose OpenAI project calls back renders in the background
+//! instead ([`background`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +18,8 @@ use super::{
 };
 use crate::ports::{ImageProvider, ProviderError, RenderRequest, RenderedImage};
 
+pub mod background;
+
 /// The largest answer read: a base64 PNG at the largest size is well under this.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Error bodies are small; a larger one is cut.
@@ -28,13 +31,22 @@ pub struct OpenAiImages {
     http: OnceLock<reqwest::Client>,
     api_base: String,
     credentials: Arc<ProviderCredentials>,
+    /// The model of a background response (it calls the image tool: [`background`]).
+    responses_model: String,
 }
 
 impl OpenAiImages {
     /// `api_base` is `https://api.openai.com` (or a test server). Credentials may be shared with other adapters
     /// (pass an `Arc`) so the provider secret is fetched once.
     pub fn new(api_base: impl Into<String>, credentials: impl Into<Arc<ProviderCredentials>>) -> Self {
-        Self { http: OnceLock::new(), api_base: api_base.into(), credentials: credentials.into() }
+        let responses_model = crate::config::GenerationConfig::default().openai_responses_model;
+        Self { http: OnceLock::new(), api_base: api_base.into(), credentials: credentials.into(), responses_model }
+    }
+
+    /// The model a background response is made with (`OPENAI_RESPONSES_MODEL`).
+    pub fn with_responses_model(mut self, model: impl Into<String>) -> Self {
+        self.responses_model = model.into();
+        self
     }
 
     fn form(request: &RenderRequest<'_>) -> Result<Form, ProviderError> {
@@ -145,6 +157,15 @@ fn content_type_for(output_format: Option<&serde_json::Value>) -> &'static str {
 impl ImageProvider for OpenAiImages {
     fn needs_image_url(&self) -> bool {
         false
+    }
+
+    fn calls_back(&self) -> bool {
+        true
+    }
+
+    /// A background response ([`background`]); `callback` is the job's reference, kept in its metadata.
+    async fn submit(&self, request: RenderRequest<'_>, callback: &str) -> Result<String, ProviderError> {
+        self.submit_background(request, callback).await
     }
 
     async fn render(&self, request: RenderRequest<'_>) -> Result<RenderedImage, ProviderError> {

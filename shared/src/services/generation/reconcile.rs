@@ -4,6 +4,7 @@ use super::Worker;
 use super::REASON_TIMED_OUT;
 use crate::metrics::Metric;
 use crate::ports::{FailFrom, FailOutcome, PortError};
+use crate::services::notifications::Ending;
 
 impl Worker {
     /// Fails and refunds every job past its deadline that no live claim holds. Returns how many. One job
@@ -39,6 +40,8 @@ impl Worker {
                             ),
                         }
                         tracing::warn!(generation = %job.generation_id, balance, "overdue job failed and refunded");
+                        let ending = Ending::Failed { reason: REASON_TIMED_OUT };
+                        self.notifications.generation_ended(&job.user_id, &job.generation_id, ending).await;
                     }
                     Ok(FailOutcome::NotApplicable) => {}
                     Err(e) => {

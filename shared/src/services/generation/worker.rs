@@ -14,6 +14,7 @@ use crate::ports::{
     ClaimOutcome, Clock, FailFrom, FailOutcome, GenerationStore, ImageProvider, JobRef, ObjectStore, PortError,
     ProviderError, RefusalKind, RenderRequest, Written,
 };
+use crate::services::notifications::{Ending, Notifications};
 
 /// How long a provider may fetch its input by URL: a render handed over to call back may wait in the
 /// provider's queue before it starts and fetches the photo.
@@ -97,6 +98,8 @@ enum Rendering {
 
 /// The generation worker and the reconciler.
 pub struct Worker {
+    /// Tells the user's devices when a job ends.
+    pub notifications: Arc<Notifications>,
     pub store: Arc<dyn GenerationStore>,
     pub objects: Arc<dyn ObjectStore>,
     pub providers: Providers,
@@ -231,6 +234,7 @@ impl Worker {
                             store_ms = timings.store_ms,
                             "generation succeeded"
                         );
+                        self.notifications.generation_ended(&job.user_id, &g.id, Ending::Succeeded).await;
                         Ok(JobResult::Succeeded { output_key })
                     }
                     Written::Conflict => {
@@ -264,6 +268,7 @@ impl Worker {
                 self.metrics.count(Metric::GenerationsRefunded);
                 self.metrics.record(Metric::CreditsRefunded, credits as f64);
                 tracing::info!(generation = %job.generation_id, balance, reason, "generation failed; refunded");
+                self.notifications.generation_ended(&job.user_id, &job.generation_id, Ending::Failed { reason }).await;
                 Ok(JobResult::Failed { reason: reason.to_owned() })
             }
             FailOutcome::NotApplicable => Ok(JobResult::Lost),
@@ -356,9 +361,13 @@ impl Worker {
             job_id: &g.id,
             time_left: self.retry.budget,
         };
-        // A provider that calls back is handed the render when the stage has a callback URL for it.
-        let callback = match (&self.config.replicate_webhook_url, provider.calls_back()) {
-            (Some(base), true) => Some(format!("{base}?job={}.{}", g.user_id, g.id)),
+        // A provider that calls back is handed the render when the stage takes its callbacks: Replicate's webhook
+        // URL names the job; OpenAI's webhook is the project's, so the job goes into the response's metadata.
+        let job = JobRef { user_id: g.user_id.clone(), generation_id: g.id.clone() }.reference();
+        let callback = match (g.spec.provider, &self.config.replicate_webhook_url) {
+            _ if !provider.calls_back() => None,
+            (Provider::Replicate, Some(base)) => Some(format!("{base}?job={job}")),
+            (Provider::Openai, _) if self.config.openai_webhooks => Some(job),
             _ => None,
         };
         let provider_started = Instant::now();
