@@ -59,6 +59,10 @@ echo "== worker overhead" >&2
 # The deployed worker writes its EMF metric lines to stdout; the table row is the result.
 "$lambda/worker-overhead/bootstrap" --jobs 20 | grep '^|' >"$out/worker.md"
 
+echo "== cost per 1,000 generations" >&2
+# The functions' EMF metric lines go to stdout too (each starts with `{`); the rest is the report.
+"$lambda/cost/bootstrap" --jobs 20 | grep -v '^{' >"$out/cost.md"
+
 echo "== load: local API, embedded store" >&2
 "$lambda/load/bootstrap" --local-api "$lambda/local-api/bootstrap" --requests 20000 --seconds 20 \
   --concurrency 16 >"$out/load-memory.md"
