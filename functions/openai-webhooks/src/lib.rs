@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use facemake::adapters::webhooks::{Rejection, WebhookVerifier};
-use facemake::http::{json, ApiError, ErrorCode, PathParams, Request, Response, Router};
-use facemake::metrics::{Metric, Metrics};
+use facemake::adapters::webhooks::WebhookVerifier;
+use facemake::http::{json, verify_signed, ApiError, ErrorCode, PathParams, Request, Response, Router};
+use facemake::metrics::Metrics;
 use facemake::services::generation::callback::{CallbackError, CallbackResult, Callbacks};
 use facemake::wiring::Deps;
 use lambda_http::http::{Method, StatusCode};
@@ -44,21 +44,7 @@ async fn event(state: Arc<State>, req: Request, _: PathParams) -> Result<Respons
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "The event is too large."));
     }
     // The signature first: nothing of an unsigned call is read.
-    let verdict = state.verifier.verify(req.headers(), body).await?;
-    if verdict.is_err() {
-        state.metrics.count(Metric::CallbacksRejected);
-    }
-    match verdict {
-        Ok(()) => {}
-        Err(Rejection::Unsigned(header)) => {
-            tracing::warn!(header, "openai event without a signature");
-            return Err(ApiError::validation("webhook-signature", "a signed webhook is required"));
-        }
-        Err(rejection) => {
-            tracing::warn!(%rejection, "openai event refused");
-            return Err(ApiError::new(ErrorCode::Unauthorized, "The webhook signature is not valid."));
-        }
-    }
+    verify_signed(&state.verifier, state.metrics.as_ref(), &req, "openai").await?;
     let (job, result) = state.callbacks.handle_openai(body).await.map_err(|e| match e {
         CallbackError::Malformed(reason) => {
             tracing::warn!(reason, "openai webhook body is not an event");

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use facemake::adapters::webhooks::{Rejection, WebhookVerifier};
-use facemake::http::{json, query_param, ApiError, ErrorCode, PathParams, Request, Response, Router};
-use facemake::metrics::{Metric, Metrics};
+use facemake::adapters::webhooks::WebhookVerifier;
+use facemake::http::{json, query_param, verify_signed, ApiError, ErrorCode, PathParams, Request, Response, Router};
+use facemake::metrics::Metrics;
 use facemake::ports::JobRef;
 use facemake::services::generation::callback::{CallbackError, CallbackResult, Callbacks};
 use facemake::wiring::Deps;
@@ -50,21 +50,7 @@ async fn callback(state: Arc<State>, req: Request, _: PathParams) -> Result<Resp
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "The callback is too large."));
     }
     // The signature first: nothing of an unsigned call is read, not even its job.
-    let verdict = state.verifier.verify(req.headers(), body).await?;
-    if verdict.is_err() {
-        state.metrics.count(Metric::CallbacksRejected);
-    }
-    match verdict {
-        Ok(()) => {}
-        Err(Rejection::Unsigned(header)) => {
-            tracing::warn!(header, "replicate callback without a signature");
-            return Err(ApiError::validation("webhook-signature", "a signed webhook is required"));
-        }
-        Err(rejection) => {
-            tracing::warn!(%rejection, "replicate callback refused");
-            return Err(ApiError::new(ErrorCode::Unauthorized, "The webhook signature is not valid."));
-        }
-    }
+    verify_signed(&state.verifier, state.metrics.as_ref(), &req, "replicate").await?;
     let job = job(&req)?;
     let result = state.callbacks.handle(&job, body).await.map_err(|e| match e {
         CallbackError::Malformed(reason) => {

@@ -6,6 +6,7 @@ mod cursor;
 mod error;
 mod request;
 mod router;
+mod signed;
 pub mod views;
 
 pub use auth::{AccountCheck, AuthGuard};
@@ -16,5 +17,6 @@ pub use request::{
     JSON_BODY_LIMIT,
 };
 pub use router::{json, no_content, PathParams, Router};
+pub use signed::verify_signed;
 
 pub use lambda_http::{Body, Request, Response};

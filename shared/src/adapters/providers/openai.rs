@@ -145,6 +145,13 @@ fn classify_error(status: reqwest::StatusCode, retry_after_secs: Option<u64>, bo
     classify_status(status, retry_after_secs, content_policy, detail)
 }
 
+/// What an error answer of OpenAI's means, from its status, `Retry-After` and body.
+async fn failure(response: reqwest::Response, key: &str) -> ProviderError {
+    let (status, retry) = (response.status(), retry_after(response.headers()));
+    let body = read_capped(response, MAX_ERROR_BYTES, "openai").await.unwrap_or_default();
+    classify_error(status, retry, &body, key)
+}
+
 fn content_type_for(output_format: Option<&serde_json::Value>) -> &'static str {
     match output_format.and_then(|v| v.as_str()) {
         Some("jpeg" | "jpg") => "image/jpeg",
@@ -182,9 +189,7 @@ impl ImageProvider for OpenAiImages {
             .map_err(|e| transport_error("openai", e))?;
         let status = response.status();
         if !status.is_success() {
-            let retry = retry_after(response.headers());
-            let body = read_capped(response, MAX_ERROR_BYTES, "openai").await.unwrap_or_default();
-            return Err(classify_error(status, retry, &body, key.expose_secret()));
+            return Err(failure(response, key.expose_secret()).await);
         }
 
         let body = read_capped(response, MAX_RESPONSE_BYTES, "openai").await?;

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{classify_error, OpenAiImages, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES};
+use super::{failure, OpenAiImages, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES};
 use crate::adapters::providers::{
     configuration, http_client, mentions_safety, provider_params, read_capped, refused, rendered_type, retry_after,
     transient, transport_error,
@@ -74,9 +74,7 @@ impl OpenAiImages {
             .map_err(|e| transport_error("openai", e))?;
         let status = response.status();
         if !status.is_success() {
-            let retry = retry_after(response.headers());
-            let body = read_capped(response, MAX_ERROR_BYTES, "openai").await.unwrap_or_default();
-            return Err(classify_error(status, retry, &body, key.expose_secret()));
+            return Err(failure(response, key.expose_secret()).await);
         }
         let body = read_capped(response, MAX_ERROR_BYTES, "openai").await?;
         let created: Created = serde_json::from_slice(&body)
@@ -219,9 +217,8 @@ impl ResponseReader for OpenAiImages {
         }
         if !status.is_success() {
             let retry = retry_after(response.headers());
-            let body = read_capped(response, MAX_ERROR_BYTES, "openai").await.unwrap_or_default();
             // Whatever it is, reading the response failed now: OpenAI sends the event again.
-            let error = classify_error(status, retry, &body, key.expose_secret());
+            let error = failure(response, key.expose_secret()).await;
             return Err(transient(error.to_string(), retry));
         }
         let body = read_capped(response, MAX_RESPONSE_BYTES, "openai").await?;
